@@ -1,0 +1,210 @@
+"""The CA client: the only code that talks to the Lambda. A ``LambdaTransport`` owns the boto3
+client, credentials and timeouts and turns every wire failure into a typed ``CAError``; ``CAClient``
+above it speaks in requests and certificates only."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from cacore.config import CAConfig, validate_config
+from cacore.errors import (
+    AccessDenied,
+    CAError,
+    ConfigurationError,
+    FunctionNotFound,
+    InvalidResponse,
+    Throttled,
+    TransportError,
+)
+from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey, build_csr, generate_key
+from cacore.request import CertificateRequest, to_event, validate
+from cacore.response import CAChain, IssuedCertificate, parse_ca_chain, parse_issued, verify_issued
+
+_ACCESS_CODES = {
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidClientTokenId",
+    "AccessDenied",
+}
+_THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
+
+
+class Invoker(Protocol):
+    """Sends one event and returns (decoded payload, FunctionError or None)."""
+
+    def invoke(self, event: dict) -> tuple[object, str | None]: ...
+
+
+class LambdaTransport:
+    def __init__(
+        self, config: CAConfig, session_factory: Callable[[], object] | None = None
+    ) -> None:
+        self.config = validate_config(config)
+        self._session_factory = session_factory
+        self._client: object | None = None
+
+    def _make_client(self) -> object:
+        import boto3  # boto3 costs ~0.3 s to import; only pay it when a call is made
+        from botocore.config import Config
+
+        session = (
+            self._session_factory()
+            if self._session_factory
+            else boto3.session.Session(profile_name=self.config.profile)
+        )
+        if self.config.role_arn:
+            session = _assume_role_session(session, self.config)
+        region = self.config.function_region or self.config.region or session.region_name
+        if not region:
+            raise ConfigurationError(
+                "region: none configured; set the CA region (e.g. AWS_REGION=eu-west-2) "
+                "or use a function ARN"
+            )
+        botocore_config = Config(
+            read_timeout=self.config.read_timeout,
+            connect_timeout=self.config.connect_timeout,
+            retries={"max_attempts": 0, "mode": "standard"},
+            tcp_keepalive=True,
+        )
+        return session.client(
+            "lambda",
+            region_name=region,
+            endpoint_url=self.config.endpoint_url,
+            config=botocore_config,
+        )
+
+    @property
+    def client(self) -> object:
+        if self._client is None:
+            try:
+                self._client = self._make_client()
+            except CAError:
+                raise
+            except Exception as error:  # profile not found, bad session
+                raise ConfigurationError(f"cannot set up the AWS client: {error}") from error
+        return self._client
+
+    def invoke(self, event: dict) -> tuple[object, str | None]:
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionError,
+            HTTPClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        client = self.client
+        try:
+            response = client.invoke(  # type: ignore[attr-defined]
+                FunctionName=self.config.function,
+                InvocationType="RequestResponse",
+                Payload=json.dumps(event).encode(),
+            )
+            raw = response["Payload"].read()
+        except ClientError as error:
+            raise _client_error(error) from error
+        except (NoCredentialsError, PartialCredentialsError) as error:
+            raise AccessDenied(f"no usable AWS credentials: {error}") from error
+        except (ConnectionError, HTTPClientError) as error:
+            raise TransportError(f"cannot reach the CA function: {error}") from error
+        except BotoCoreError as error:
+            raise TransportError(f"invoke failed: {error}") from error
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError as error:
+            raise InvalidResponse(f"CA payload is not JSON: {raw[:200]!r}") from error
+        return payload, response.get("FunctionError")
+
+
+def _client_error(error: Exception) -> CAError:
+    details = error.response.get("Error", {})  # type: ignore[attr-defined]
+    code = str(details.get("Code", ""))
+    message = str(details.get("Message", "")) or code
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))  # type: ignore[attr-defined]
+    if code in _THROTTLE_CODES or status == 429:
+        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})  # type: ignore[attr-defined]
+        retry_after = headers.get("retry-after")
+        return Throttled(f"{code}: {message}", float(retry_after) if retry_after else None)
+    if code in _ACCESS_CODES or status == 403:
+        return AccessDenied(f"{code}: {message}")
+    if code == "ResourceNotFoundException" or status == 404:
+        return FunctionNotFound(f"{code}: {message}")
+    if status >= 500:
+        return TransportError(f"Lambda service error {code}: {message}")
+    return CAError(f"{code}: {message}")
+
+
+def _assume_role_session(base: object, config: CAConfig) -> object:
+    """A session whose credentials come from STS AssumeRole and refresh themselves before they
+    expire, so a sidecar running for months keeps working."""
+    import boto3
+    import botocore.session
+    from botocore.credentials import RefreshableCredentials
+
+    sts = base.client("sts", region_name=config.region or base.region_name)  # type: ignore[attr-defined]
+
+    def refresh() -> dict:
+        creds = sts.assume_role(RoleArn=config.role_arn, RoleSessionName=config.role_session_name)[
+            "Credentials"
+        ]
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    core = botocore.session.get_session()
+    core._credentials = RefreshableCredentials.create_from_metadata(  # noqa: SLF001
+        metadata=refresh(), refresh_using=refresh, method="sts-assume-role"
+    )
+    return boto3.session.Session(botocore_session=core, region_name=base.region_name)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Issuance:
+    """One successful issuance: the key we made and the verified certificate for it."""
+
+    key: PrivateKey
+    certificate: IssuedCertificate
+    seconds: float
+
+
+class CAClient:
+    def __init__(self, invoker: Invoker, clock: Callable[[], float] = time.monotonic) -> None:
+        self.invoker = invoker
+        self.clock = clock
+
+    def issue(self, request: CertificateRequest, key: PrivateKey) -> IssuedCertificate:
+        """Validate, send, parse and verify; raises a ``CAError`` and returns nothing unverified."""
+        validate(request)
+        csr_pem = build_csr(key, request.subject)
+        payload, function_error = self.invoker.invoke(to_event(request, csr_pem))
+        issued = parse_issued(payload, function_error)
+        return verify_issued(issued, key)
+
+    def issue_with_new_key(
+        self, request: CertificateRequest, spec: KeySpec = DEFAULT_KEY
+    ) -> Issuance:
+        """The whole job: a fresh key (the CA refuses reused keys), CSR, call, verification."""
+        validate(request)
+        started = self.clock()
+        key = generate_key(spec)
+        certificate = self.issue(request, key)
+        return Issuance(key=key, certificate=certificate, seconds=self.clock() - started)
+
+    def ca_chain(self) -> CAChain:
+        payload, function_error = self.invoker.invoke({"ca_chain_only": True})
+        return parse_ca_chain(payload, function_error)
+
+
+def ca_client(config: CAConfig) -> CAClient:
+    return CAClient(LambdaTransport(config))

@@ -1,0 +1,58 @@
+"""Where the CA is and who we are when we call it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cacore.errors import ConfigurationError
+
+_FUNCTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:lambda:([a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]+(:[\w$-]+)?$"
+)
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+
+DEFAULT_FUNCTION = "serverless-tls-cert-dev"
+
+
+@dataclass(frozen=True)
+class CAConfig:
+    function: str = DEFAULT_FUNCTION
+    region: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    role_session_name: str = "lambda-client-certs"
+    endpoint_url: str | None = None
+    # Upstream's own client waits up to 5 minutes and never retries: a re-invoked slow Lambda
+    # trips the CA's key-reuse guard.
+    read_timeout: float = 300.0
+    connect_timeout: float = 10.0
+
+    @property
+    def function_region(self) -> str | None:
+        """The region named inside a function ARN, which wins over any configured region."""
+        match = _FUNCTION_ARN.match(self.function)
+        return match.group(1) if match else None
+
+
+def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
+    """Refuse settings that cannot work; ``prefix`` names fields as the caller's users know them."""
+    if not (_FUNCTION_NAME.match(config.function) or _FUNCTION_ARN.match(config.function)):
+        raise ConfigurationError(
+            f"{prefix}function: {config.function!r} is neither a function name (e.g. "
+            "serverless-tls-cert-dev) nor a function ARN"
+        )
+    if config.role_arn and not _ROLE_ARN.match(config.role_arn):
+        raise ConfigurationError(
+            f"{prefix}role_arn: {config.role_arn!r} is not an IAM role ARN "
+            "(arn:aws:iam::<account>:role/<name>)"
+        )
+    if config.endpoint_url and not re.match(r"^https?://[^/\s]+", config.endpoint_url):
+        raise ConfigurationError(
+            f"{prefix}endpoint_url: {config.endpoint_url!r} must be an http(s) URL such as "
+            "http://127.0.0.1:9000"
+        )
+    if config.read_timeout <= 0 or config.connect_timeout <= 0:
+        raise ConfigurationError(f"{prefix}timeouts must be positive")
+    return config

@@ -1,0 +1,151 @@
+"""Writing credential sets so that a reader never sees a key from one issuance and a certificate
+from another: kubelet's AtomicWriter layout. Files live in a versioned directory, ``..data`` is a
+symlink to the current version, and every visible name is a symlink through ``..data``; one
+``rename`` of ``..data`` switches the whole set."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+DATA_LINK = "..data"
+_TMP_LINK = "..data_tmp"
+
+
+@dataclass(frozen=True)
+class Ownership:
+    uid: int | None = None
+    gid: int | None = None
+    file_mode: int = 0o644
+    private_mode: int = 0o600
+    dir_mode: int = 0o755
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _chown(path: Path, owner: Ownership) -> None:
+    if owner.uid is not None or owner.gid is not None:
+        os.chown(
+            path,
+            -1 if owner.uid is None else owner.uid,
+            -1 if owner.gid is None else owner.gid,
+            follow_symlinks=False,
+        )
+
+
+def write_file_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """One file, all or nothing: a temp file created with ``mode`` in the same directory,
+    fsynced, renamed over the target, and the directory fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+class AtomicDirectoryWriter:
+    """Owns one output directory; the only writer of its credential set."""
+
+    def __init__(self, directory: Path, owner: Ownership = Ownership()) -> None:
+        self.directory = directory
+        self.owner = owner
+
+    def write(self, files: Mapping[str, bytes], private: set[str]) -> Path:
+        """Publish ``files`` as the new set; ``private`` names get the private mode. On any error
+        the previous set stays exactly as it was and the half-written version is removed."""
+        for name in files:
+            if "/" in name or name.startswith(".."):
+                raise ValueError(f"file name {name!r} must be a plain name")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y_%m_%d_%H_%M_%S.%f")
+        version = Path(tempfile.mkdtemp(prefix=f"..{stamp}.", dir=self.directory))
+        try:
+            for name, content in files.items():
+                mode = self.owner.private_mode if name in private else self.owner.file_mode
+                self._write_version_file(version / name, content, mode)
+            os.chmod(version, self.owner.dir_mode)
+            _chown(version, self.owner)
+            _fsync_dir(version)
+            tmp_link = self.directory / _TMP_LINK
+            with contextlib.suppress(FileNotFoundError):
+                tmp_link.unlink()
+            tmp_link.symlink_to(version.name)
+            os.replace(tmp_link, self.directory / DATA_LINK)
+        except BaseException:
+            shutil.rmtree(version, ignore_errors=True)
+            raise
+        self._link_visible_names(set(files))
+        _fsync_dir(self.directory)
+        self._remove_old_versions(keep=version.name)
+        return version
+
+    def _write_version_file(self, path: Path, content: bytes, mode: int) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(path, mode)  # the umask may have narrowed it
+        _chown(path, self.owner)
+
+    def _link_visible_names(self, names: set[str]) -> None:
+        for name in names:
+            link = self.directory / name
+            target = f"{DATA_LINK}/{name}"
+            if link.is_symlink() and os.readlink(link) == target:
+                continue
+            tmp = self.directory / f".{name}.link"
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            tmp.symlink_to(target)
+            os.replace(tmp, link)
+        for entry in self.directory.iterdir():
+            if entry.is_symlink() and not entry.name.startswith(".") and entry.name not in names:
+                target = os.readlink(entry)
+                if target.startswith(f"{DATA_LINK}/"):
+                    entry.unlink()
+
+    def _remove_old_versions(self, keep: str) -> None:
+        for entry in self.directory.iterdir():
+            stale = entry.name.startswith("..") and entry.name not in (keep, DATA_LINK, _TMP_LINK)
+            if stale and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def read(self) -> dict[str, bytes] | None:
+        """The current set as one consistent snapshot, or None if nothing was published."""
+        return read_credential_set(self.directory)
+
+
+def read_credential_set(directory: Path) -> dict[str, bytes] | None:
+    """Resolve ``..data`` once and read every file of that version, so all come from one set."""
+    link = directory / DATA_LINK
+    try:
+        version = directory / os.readlink(link)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return {entry.name: entry.read_bytes() for entry in version.iterdir() if entry.is_file()}
+    except FileNotFoundError:
+        # Replaced and removed between readlink and read: the next read sees the new set.
+        return read_credential_set(directory)

@@ -1,0 +1,129 @@
+"""Reading the CA's answer: the one place where a Lambda payload becomes a certificate or error."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from cacore.errors import CAFunctionError, CARefused, InvalidResponse
+from cacore.inspect import chain_problem, split_pem_certificates
+from cacore.keys import public_key_bytes
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A leaf and its CA certificates, as PEM bytes, with the facts callers schedule on."""
+
+    certificate_pem: bytes  # the leaf alone
+    issuing_ca_pem: bytes
+    root_ca_pem: bytes
+    serial: int
+    not_before: datetime
+    not_after: datetime
+    subject: str
+    common_name: str
+
+    @property
+    def chain_pem(self) -> bytes:
+        """Leaf then issuing CA: what a TLS peer presents (``tls.crt``)."""
+        return self.certificate_pem + self.issuing_ca_pem
+
+    @property
+    def ca_bundle_pem(self) -> bytes:
+        """Issuing then root CA: what a peer trusts (``ca.crt``)."""
+        return self.issuing_ca_pem + self.root_ca_pem
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.certificate_pem)
+
+
+@dataclass(frozen=True)
+class CAChain:
+    issuing_ca_pem: bytes
+    root_ca_pem: bytes
+
+
+def raise_for_failure(payload: object, function_error: str | None) -> dict:
+    """The payload as a dict if it is an answer, else the typed error it stands for."""
+    if function_error:
+        body = payload if isinstance(payload, dict) else {}
+        raise CAFunctionError(
+            str(body.get("errorType", function_error)),
+            str(body.get("errorMessage", payload)),
+        )
+    if not isinstance(payload, dict):
+        raise InvalidResponse(f"CA answered {type(payload).__name__}, expected a JSON object")
+    if "error" in payload:
+        raise CARefused(str(payload["error"]))
+    return payload
+
+
+def _pem_field(payload: dict, key: str) -> bytes:
+    value = payload.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidResponse(f"CA response has no {key}")
+    try:
+        pem = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidResponse(f"CA response {key} is not base64: {error}") from error
+    blocks = split_pem_certificates(pem)
+    if not blocks:
+        raise InvalidResponse(f"CA response {key} holds no PEM certificate")
+    return b"".join(blocks)
+
+
+def parse_ca_chain(payload: object, function_error: str | None = None) -> CAChain:
+    body = raise_for_failure(payload, function_error)
+    return CAChain(
+        issuing_ca_pem=_pem_field(body, "Base64IssuingCaCertificate"),
+        root_ca_pem=_pem_field(body, "Base64RootCaCertificate"),
+    )
+
+
+def parse_issued(payload: object, function_error: str | None = None) -> IssuedCertificate:
+    """An ``IssuedCertificate`` from a successful issuance payload (``cert_bundle`` or not)."""
+    body = raise_for_failure(payload, function_error)
+    chain = parse_ca_chain(body)
+    # With cert_bundle the field holds leaf + issuing + root; the leaf always comes first.
+    leaf_pem = split_pem_certificates(_pem_field(body, "Base64Certificate"))[0]
+    try:
+        leaf = x509.load_pem_x509_certificate(leaf_pem)
+    except ValueError as error:
+        raise InvalidResponse(f"CA returned a certificate that does not parse: {error}") from error
+    info = body.get("CertificateInfo") or {}
+    serial = info.get("SerialNumber")
+    if serial is not None and str(serial) != str(leaf.serial_number):
+        raise InvalidResponse(
+            f"CertificateInfo.SerialNumber {serial} is not the certificate's {leaf.serial_number}"
+        )
+    names = [a.value for a in leaf.subject if a.oid == x509.oid.NameOID.COMMON_NAME]
+    return IssuedCertificate(
+        certificate_pem=leaf_pem,
+        issuing_ca_pem=chain.issuing_ca_pem,
+        root_ca_pem=chain.root_ca_pem,
+        serial=leaf.serial_number,
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        subject=str(body.get("Subject") or leaf.subject.rfc4514_string()),
+        common_name=str(names[0]) if names else str(info.get("CommonName", "")),
+    )
+
+
+def verify_issued(issued: IssuedCertificate, public_key: object) -> IssuedCertificate:
+    """Refuse a certificate that is not for our key or does not chain to the returned CAs."""
+    leaf = issued.certificate
+    if public_key_bytes(leaf) != public_key_bytes(public_key):
+        raise InvalidResponse("CA returned a certificate whose public key is not the CSR's key")
+    issuers = [
+        x509.load_pem_x509_certificate(issued.issuing_ca_pem),
+        x509.load_pem_x509_certificate(issued.root_ca_pem),
+    ]
+    problem = chain_problem(leaf, issuers)
+    if problem:
+        raise InvalidResponse(f"CA returned a certificate that does not verify: {problem}")
+    return issued
