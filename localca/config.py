@@ -1,0 +1,73 @@
+"""Settings of one local CA instance, with the documented defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_FUNCTION_NAME = "serverless-tls-cert-dev"
+DEFAULT_REGION = "us-east-1"
+# Loopback-only example credentials; documented in docs/local-ca.md.
+DEFAULT_ACCESS_KEY_ID = "LOCALCAEXAMPLEKEY000"
+DEFAULT_SECRET_ACCESS_KEY = "local-ca-example-secret"  # noqa: S105 - public example value
+DEFAULT_ACCOUNT_ID = "123456789012"
+DEFAULT_MAX_LIFETIME_DAYS = 365
+DEFAULT_DYNAMODB_TABLE = "ServerlessCADev"
+DEFAULT_INTERNAL_BUCKET = "serverless-ca-internal-dev"
+
+
+class ConfigError(ValueError):
+    """A setting is unusable; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    function_name: str = DEFAULT_FUNCTION_NAME
+    region: str = DEFAULT_REGION
+    account_id: str = DEFAULT_ACCOUNT_ID
+    # access key id -> secret; every pair is authorised to invoke.
+    credentials: dict[str, str] = field(
+        default_factory=lambda: {DEFAULT_ACCESS_KEY_ID: DEFAULT_SECRET_ACCESS_KEY}
+    )
+    # access key id -> secret; authenticated but answered with AccessDeniedException.
+    denied_credentials: dict[str, str] = field(default_factory=dict)
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS
+    extension_allowlist: tuple[str, ...] = ()
+    dynamodb_endpoint: str | None = None
+    dynamodb_table: str = DEFAULT_DYNAMODB_TABLE
+    csr_dir: Path | None = None
+    internal_bucket: str = DEFAULT_INTERNAL_BUCKET
+    allow_remote: bool = False
+
+    def validate(self) -> None:
+        if not self.function_name or "/" in self.function_name or ":" in self.function_name:
+            raise ConfigError(
+                f"function_name {self.function_name!r} is invalid: give a plain name such as "
+                f"{DEFAULT_FUNCTION_NAME}"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range: use 0 (any free port) to 65535")
+        if self.max_lifetime_days < 1:
+            raise ConfigError(
+                f"max_lifetime_days {self.max_lifetime_days} is below 1: use a positive number"
+            )
+        if not self.credentials:
+            raise ConfigError("credentials is empty: give at least one access key id and secret")
+        if not self.allow_remote and not is_loopback(self.host):
+            raise ConfigError(
+                f"host {self.host!r} is not a loopback address: use 127.0.0.1 or pass "
+                "--allow-remote"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
