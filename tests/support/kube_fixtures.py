@@ -1,1 +1,94 @@
-"""Placeholder: filled in by the matching work."""
+"""Fixtures for a real Kubernetes API: `kube` (session) and `kube_namespace` (per test).
+
+By default `kube` starts etcd, kube-apiserver and kube-controller-manager on free loopback
+ports (scripts/kube/localkube.py), building the binaries first with scripts/kube/build.sh
+when they are not cached. With LCC_USE_EXISTING_CLUSTER=1 and KUBECONFIG set, the same tests
+run against that cluster instead (kind, k3d, EKS), and nothing is started.
+
+Any test that uses `kube` (directly or through another fixture) gets the `kube` marker.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "kube"))
+
+import kubehandle  # noqa: E402
+import localkube  # noqa: E402
+from kubehandle import Kube  # noqa: E402
+
+__all__ = ["Kube", "kube", "kube_binaries", "kube_namespace"]
+
+
+_build_errors: list[str] = []
+
+
+def _uses_kube(item: pytest.Item) -> bool:
+    return bool({"kube", "kube_binaries"} & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _uses_kube(item):
+            item.add_marker(pytest.mark.kube)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # A cold build takes many minutes: do it here, outside any test's timeout, with the
+    # progress on the terminal rather than in captured output.
+    if session.config.option.collectonly:
+        return
+    try:
+        existing = kubehandle.use_existing_cluster()
+    except localkube.KubeError:
+        return  # the `kube` fixture reports the misconfiguration in each test
+    needs_local = "kube_binaries" if existing else "kube"
+    if not any(needs_local in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    if localkube.binaries_cached():
+        return
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\nkube: building the control plane binaries (scripts/kube/build.sh) ...", flush=True)
+        try:
+            localkube.ensure_binaries()
+        except localkube.KubeError as err:
+            # Fail each kube test with this message instead of crashing pytest or building twice.
+            _build_errors.append(str(err))
+
+
+def _binaries() -> localkube.Binaries:
+    if _build_errors:
+        pytest.fail(f"the Kubernetes control plane binaries are missing: {_build_errors[0]}")
+    return localkube.ensure_binaries()
+
+
+@pytest.fixture(scope="session")
+def kube_binaries() -> localkube.Binaries:
+    """etcd, kube-apiserver, kube-controller-manager, kubectl and helm; built if missing."""
+    return _binaries()
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Kube]:
+    existing = kubehandle.use_existing_cluster()
+    if existing:
+        with kubehandle.existing_cluster(existing, localkube.ensure_tools()) as handle:
+            yield handle
+        return
+    with kubehandle.local_cluster(_binaries()) as (handle, _plane):
+        yield handle
+
+
+@pytest.fixture
+def kube_namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = kube.new_namespace_name(f"t-{request.node.name}")
+    kube.kubectl("create", "namespace", name)
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")

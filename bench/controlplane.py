@@ -1,0 +1,83 @@
+"""Benchmark the local Kubernetes control plane: warm start time, stop time, cache disk use.
+
+    /tmp/v/bin/python bench/controlplane.py [--starts 3]
+
+Builds the binaries first if they are not cached (that cold build is timed by build.sh and its
+time recorded in the cache). Ends with one JSON line of figures.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "kube"))
+
+import localkube  # noqa: E402
+
+
+def disk_mb(path):
+    if not path.exists():
+        return 0.0
+    out = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True)
+    return round(int(out.stdout.split()[0]) / 1024, 1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="local control plane start/stop figures")
+    parser.add_argument("--starts", type=int, default=3, help="warm starts to measure (1-10)")
+    args = parser.parse_args()
+    if not 1 <= args.starts <= 10:
+        parser.error("--starts must be between 1 and 10")
+
+    began = time.monotonic()
+    was_cached = localkube.binaries_cached()
+    binaries = localkube.ensure_binaries()
+    ensure_seconds = time.monotonic() - began
+
+    ready, controllers, stops = [], [], []
+    for i in range(args.starts):
+        began = time.monotonic()
+        plane = localkube.ControlPlane.start(binaries)
+        controllers.append(time.monotonic() - began)
+        ready.append(plane.seconds_to_ready)
+        began = time.monotonic()
+        plane.stop()
+        stops.append(time.monotonic() - began)
+        print(
+            f"start {i + 1}: /readyz {ready[-1]:.2f} s, controllers {controllers[-1]:.2f} s, "
+            f"stop {stops[-1]:.2f} s",
+            file=sys.stderr,
+        )
+
+    cache = localkube.cache_dir()
+    record = binaries.kube_bin.parent / "build-seconds"
+    cold_build = float(record.read_text()) if record.exists() else None
+    figures = {
+        "bench": "controlplane",
+        "kubernetes": localkube.read_versions()["KUBE_VERSION"],
+        "etcd": localkube.read_versions()["ETCD_VERSION"],
+        "binaries_were_cached": was_cached,
+        "ensure_binaries_s": round(ensure_seconds, 2),
+        "cold_build_s": cold_build,
+        "starts": args.starts,
+        "warm_start_to_readyz_s_median": round(statistics.median(ready), 2),
+        "warm_start_to_readyz_s_max": round(max(ready), 2),
+        "warm_start_to_controllers_s_median": round(statistics.median(controllers), 2),
+        "stop_s_median": round(statistics.median(stops), 2),
+        "cache_mb": {
+            "binaries": disk_mb(binaries.kube_bin),
+            "kubectl_helm": disk_mb(binaries.tools_bin),
+            "go_modules": disk_mb(cache / "go" / "mod"),
+            "go_build_cache": disk_mb(cache / "go" / "build"),
+            "total": disk_mb(cache),
+        },
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

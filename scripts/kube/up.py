@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Run a local Kubernetes control plane by hand until Ctrl-C (or SIGTERM).
+
+    /tmp/v/bin/python scripts/kube/up.py            # prints `export KUBECONFIG=...` lines
+    /tmp/v/bin/python scripts/kube/up.py --env-file /tmp/kube.env
+
+Builds or reuses the binaries first (scripts/kube/build.sh, scripts/kube/tools.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import localkube  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        help="also write the export lines to this file (for another shell to source)",
+    )
+    args = parser.parse_args(argv)
+
+    binaries = localkube.ensure_binaries()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
+    plane = localkube.ControlPlane.start(binaries)
+    try:
+        lines = [
+            f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}",
+            f'export PATH={shlex.quote(str(binaries.tools_bin))}:"$PATH"',
+        ]
+        if args.env_file:
+            args.env_file.write_text("\n".join(lines) + "\n")
+        print(
+            f"# control plane ready at {plane.server} in {plane.seconds_to_ready:.1f} s "
+            f"(pids {plane.pids}); Ctrl-C stops it",
+            file=sys.stderr,
+        )
+        print("\n".join(lines), flush=True)
+        stop.wait()
+    finally:
+        plane.stop()
+        print("# control plane stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The local control plane leaves nothing behind: no process, no listening port, no data.
+
+These start extra control planes of their own (not the session one), so they also run when
+LCC_USE_EXISTING_CLUSTER=1 points the other tests at an existing cluster.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import localkube
+import pytest
+
+SCRIPTS_KUBE = Path(localkube.__file__).resolve().parent
+
+
+def processes_mentioning(text):
+    """PIDs of live (non-zombie) processes whose command line contains text."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline and localkube.pid_alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+def assert_nothing_left(pids, ports, workdir):
+    for name, pid in pids.items():
+        assert not localkube.pid_alive(pid), f"{name} (pid {pid}) is still running"
+    assert processes_mentioning(str(workdir)) == []
+    for name, port in ports.items():
+        assert not localkube.port_is_listening(port), f"{name} port {port} still listens"
+
+
+def test_stopping_leaves_no_process_no_port_and_no_data(kube_binaries):
+    with localkube.ControlPlane.start(kube_binaries, wait_for_controllers=False) as plane:
+        pids, ports, workdir = plane.pids, plane.ports, plane.workdir
+        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
+        for name, port in ports.items():
+            assert localkube.port_is_listening(port), f"{name} should listen on {port}"
+        assert len(processes_mentioning(str(workdir))) == 3
+        kubeconfig_mode = os.stat(plane.kubeconfig).st_mode & 0o777
+        assert kubeconfig_mode == 0o600
+        got = subprocess.run(
+            [
+                str(kube_binaries.kubectl),
+                f"--kubeconfig={plane.kubeconfig}",
+                "get",
+                "ns",
+                "-o",
+                "name",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "namespace/default" in got.stdout.split()
+
+    assert_nothing_left(pids, ports, workdir)
+    assert not workdir.exists()
+    plane.stop()  # a second stop is harmless
+
+
+OWNER = textwrap.dedent(
+    """
+    import json, signal, sys
+    sys.path.insert(0, sys.argv[1])
+    import localkube
+    binaries = localkube.Binaries(localkube.Path(sys.argv[2]), localkube.Path(sys.argv[3]))
+    plane = localkube.ControlPlane.start(binaries, wait_for_controllers=False)
+    print(json.dumps({"pids": plane.pids, "ports": plane.ports, "workdir": str(plane.workdir)}),
+          flush=True)
+    while True:
+        signal.pause()
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+    ids=["ctrl-c stops it in order", "sigterm stops it in order", "sigkill of the owner kills it"],
+)
+def test_an_interrupted_owner_leaves_no_process_behind(kube_binaries, signum):
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            OWNER,
+            str(SCRIPTS_KUBE),
+            str(kube_binaries.kube_bin),
+            str(kube_binaries.tools_bin),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = owner.stdout.readline()
+        assert line, owner.stderr.read()
+        started = json.loads(line)
+        pids, ports, workdir = started["pids"], started["ports"], Path(started["workdir"])
+        assert all(localkube.pid_alive(pid) for pid in pids.values())
+
+        owner.send_signal(signum)
+        owner.wait(timeout=60)
+
+        # SIGKILL gives the owner no chance: the kernel's parent-death signal does the work.
+        localkube.wait_for(
+            lambda: not processes_mentioning(str(workdir)),
+            timeout=30,
+            message="the control plane processes to die",
+        )
+        assert_nothing_left(pids, ports, workdir)
+        if signum == signal.SIGKILL:
+            assert workdir.exists()
+            assert workdir in localkube.sweep_stale_workdirs()
+        assert not workdir.exists()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
