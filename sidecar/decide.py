@@ -1,0 +1,288 @@
+"""What to do next, as pure policy: facts on disk + what is wanted + now -> a ``Decision``.
+
+Each check looks at one thing and returns ``(reason, message)`` when it finds a problem; a chain
+returns the first one found. The readiness chain (is there a usable certificate?) is a prefix of
+the issuance chain, so ``check`` mode, ``/readyz`` and the loop agree. Reasons are a closed,
+documented vocabulary used verbatim in logs and metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from cacore.keys import KeySpec, key_spec_of
+from cacore.names import is_domain_name
+from cacore.renewal import RenewalPoint, renewal_time, with_jitter
+from cacore.request import CertificateRequest, San
+from sidecar.observe import Observed
+
+# Reasons, each a cause to issue now (except UP_TO_DATE).
+DOES_NOT_EXIST = "DoesNotExist"  # nothing published in the output directory yet
+MISSING_FILE = "MissingFile"  # the published set lacks the key or the certificate
+INVALID_KEY = "InvalidKey"  # the key file does not parse
+INVALID_CERTIFICATE = "InvalidCertificate"  # the certificate file does not parse
+INVALID_KEY_PAIR = "InvalidKeyPair"  # the certificate is not for the key beside it
+EXPIRED = "Expired"  # the certificate's notAfter has passed
+SUBJECT_MISMATCH = "SubjectMismatch"  # the configured subject changed
+SANS_MISMATCH = "SANsMismatch"  # the configured SANs changed
+KEY_ALGORITHM_MISMATCH = "KeyAlgorithmMismatch"  # the configured key algorithm changed
+PURPOSES_MISMATCH = "PurposesMismatch"  # a configured purpose is not in the certificate
+RENEWING = "Renewing"  # the renewal time has come
+UP_TO_DATE = "UpToDate"  # nothing to do until the renewal time
+
+Problem = tuple[str, str] | None
+
+
+@dataclass(frozen=True)
+class Policy:
+    point: RenewalPoint = RenewalPoint()
+    jitter: float = 0.0
+    min_interval: timedelta = timedelta(0)
+
+
+@dataclass(frozen=True)
+class Decision:
+    reason: str
+    message: str
+    issue: bool
+    renew_at: datetime | None = None  # when UP_TO_DATE: the moment the next renewal is due
+    not_after: datetime | None = None
+
+    def seconds_until_due(self, now: datetime) -> float:
+        if self.issue or self.renew_at is None:
+            return 0.0
+        return max(0.0, (self.renew_at - now).total_seconds())
+
+
+# --- readiness checks: is a usable certificate in place? ---------------------------------
+
+
+def nothing_published(observed: Observed, now: datetime) -> Problem:
+    if not observed.published:
+        return DOES_NOT_EXIST, "no credential set has been published yet"
+    return None
+
+
+def file_missing(observed: Observed, now: datetime) -> Problem:
+    if observed.missing:
+        return MISSING_FILE, f"the credential set lacks {', '.join(observed.missing)}"
+    return None
+
+
+def key_invalid(observed: Observed, now: datetime) -> Problem:
+    if observed.key is None:
+        return INVALID_KEY, observed.key_problem or "no private key"
+    return None
+
+
+def certificate_invalid(observed: Observed, now: datetime) -> Problem:
+    if observed.certificate is None:
+        return INVALID_CERTIFICATE, observed.certificate_problem or "no certificate"
+    return None
+
+
+def key_pair_mismatch(observed: Observed, now: datetime) -> Problem:
+    if not observed.key_matches:
+        return INVALID_KEY_PAIR, "the certificate's public key is not the private key's"
+    return None
+
+
+def expired(observed: Observed, now: datetime) -> Problem:
+    assert observed.certificate is not None  # guarded by certificate_invalid earlier
+    not_after = observed.certificate.not_valid_after_utc
+    if now >= not_after:
+        return EXPIRED, f"the certificate expired at {not_after.isoformat()}"
+    return None
+
+
+READINESS_CHECKS: tuple[Callable[[Observed, datetime], Problem], ...] = (
+    nothing_published,
+    file_missing,
+    key_invalid,
+    certificate_invalid,
+    key_pair_mismatch,
+    expired,
+)
+
+
+def readiness_problem(observed: Observed, now: datetime) -> Problem:
+    """The first reason the files on disk are not a usable credential set, or None."""
+    for check in READINESS_CHECKS:
+        problem = check(observed, now)
+        if problem:
+            return problem
+    return None
+
+
+# --- configuration checks: is it the certificate the settings ask for? --------------------
+
+_SUBJECT_OIDS = {
+    "common_name": NameOID.COMMON_NAME,
+    "organization": NameOID.ORGANIZATION_NAME,
+    "organizational_unit": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "locality": NameOID.LOCALITY_NAME,
+    "state": NameOID.STATE_OR_PROVINCE_NAME,
+    "country": NameOID.COUNTRY_NAME,
+    "email_address": NameOID.EMAIL_ADDRESS,
+}
+_PURPOSE_OIDS = {
+    "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "server_auth": ExtendedKeyUsageOID.SERVER_AUTH,
+}
+
+
+def subject_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Problem:
+    # Only the configured attributes are compared: the CA may fill others in from its defaults.
+    for name, wanted in request.subject.fields().items():
+        found = [str(a.value) for a in cert.subject.get_attributes_for_oid(_SUBJECT_OIDS[name])]
+        if found != [wanted]:
+            return SUBJECT_MISMATCH, f"{name} is {found[0] if found else None!r}, want {wanted!r}"
+    return None
+
+
+def _normal_san(san_type: str, value: str) -> tuple[str, str]:
+    if san_type == "DNS_NAME":
+        return san_type, value.lower()
+    if san_type == "IP_ADDRESS":
+        try:
+            return san_type, str(ipaddress.ip_address(value))
+        except ValueError:
+            return san_type, value
+    if san_type == "DN":
+        try:
+            return san_type, x509.Name.from_rfc4514_string(value).rfc4514_string()
+        except ValueError:
+            return san_type, value
+    return san_type, value
+
+
+def expected_sans(request: CertificateRequest) -> frozenset[tuple[str, str]]:
+    """The SANs the CA will put in: the configured ones, or the common name alone when none are
+    configured and it is a domain name (the contract's rule)."""
+    sans: tuple[San, ...] = request.sans
+    if not sans and is_domain_name(request.common_name):
+        sans = (San("DNS_NAME", request.common_name),)
+    return frozenset(_normal_san(s.type, s.value) for s in sans)
+
+
+def certificate_sans(cert: x509.Certificate) -> frozenset[tuple[str, str]]:
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    out = set()
+    for name in names:
+        if isinstance(name, x509.DNSName):
+            out.add(_normal_san("DNS_NAME", name.value))
+        elif isinstance(name, x509.IPAddress):
+            out.add(_normal_san("IP_ADDRESS", str(name.value)))
+        elif isinstance(name, x509.RFC822Name):
+            out.add(_normal_san("EMAIL_ADDRESS", name.value))
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            out.add(_normal_san("URL", name.value))
+        elif isinstance(name, x509.DirectoryName):
+            out.add(_normal_san("DN", name.value.rfc4514_string()))
+    return frozenset(out)
+
+
+def sans_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Problem:
+    wanted, found = expected_sans(request), certificate_sans(cert)
+    if wanted != found:
+        missing = sorted(f"{t}:{v}" for t, v in wanted - found)
+        extra = sorted(f"{t}:{v}" for t, v in found - wanted)
+        return SANS_MISMATCH, f"SANs differ (missing {missing}, unexpected {extra})"
+    return None
+
+
+def purposes_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Problem:
+    try:
+        usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
+        usages = set()
+    lacking = [p for p in request.purposes if _PURPOSE_OIDS[p] not in usages]
+    if lacking:
+        return PURPOSES_MISMATCH, f"the certificate lacks the purposes {lacking}"
+    return None
+
+
+def key_algorithm_mismatch(observed: Observed, spec: KeySpec) -> Problem:
+    assert observed.key is not None
+    found = key_spec_of(observed.key)
+    if found != spec:
+        return KEY_ALGORITHM_MISMATCH, f"the key is {found}, want {spec}"
+    return None
+
+
+# --- when to renew -------------------------------------------------------------------------
+
+
+def jitter_fraction(serial: int) -> float:
+    """A stable number in [0, 1) per certificate: the same after a restart, different across a
+    fleet (serials are random), so no randomness needs to be stored."""
+    digest = hashlib.sha256(str(serial).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def renew_at(
+    cert: x509.Certificate, policy: Policy, last_issued_at: datetime | None = None
+) -> datetime:
+    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    at = renewal_time(not_before, not_after, policy.point)
+    at = with_jitter(at, not_before, policy.jitter, jitter_fraction(cert.serial_number))
+    if last_issued_at is not None:
+        at = max(at, last_issued_at + policy.min_interval)
+    return at
+
+
+def decide(
+    observed: Observed,
+    request: CertificateRequest,
+    spec: KeySpec,
+    now: datetime,
+    policy: Policy = Policy(),
+    last_issued_at: datetime | None = None,
+) -> Decision:
+    """Issue now (with the first reason found) or wait until the renewal time.
+
+    ``last_issued_at`` is when this process last issued; with ``policy.min_interval`` it keeps a
+    renewal point that is always due (a misconfiguration) from hammering the CA. Problems that
+    leave no usable certificate are never delayed by it.
+    """
+    problem = readiness_problem(observed, now)
+    if problem:
+        return Decision(problem[0], problem[1], issue=True)
+    cert = observed.certificate
+    assert cert is not None
+    not_after = cert.not_valid_after_utc
+    problem = (
+        subject_mismatch(cert, request)
+        or sans_mismatch(cert, request)
+        or purposes_mismatch(cert, request)
+        or key_algorithm_mismatch(observed, spec)
+    )
+    floor = last_issued_at + policy.min_interval if last_issued_at else None
+    if problem:
+        if floor and now < floor:
+            return Decision(
+                UP_TO_DATE, problem[1], issue=False, renew_at=floor, not_after=not_after
+            )
+        return Decision(problem[0], problem[1], issue=True, not_after=not_after)
+    at = renew_at(cert, policy, last_issued_at)
+    if now >= at:
+        return Decision(
+            RENEWING, f"renewal was due at {at.isoformat()}", issue=True, not_after=not_after
+        )
+    return Decision(
+        UP_TO_DATE,
+        f"valid until {not_after.isoformat()}, renewing at {at.isoformat()}",
+        issue=False,
+        renew_at=at,
+        not_after=not_after,
+    )
