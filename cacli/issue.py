@@ -6,16 +6,30 @@ import argparse
 import os
 from pathlib import Path
 
+from cryptography import x509
+
 from cacore.client import CAClient
 from cacore.credentials import FileNames, credential_files
+from cacore.errors import InvalidRequest
 from cacore.files import AtomicDirectoryWriter, Ownership
 from cacore.inspect import summarize
-from cacore.keys import parse_key_spec, private_key_pem
-from cacore.request import CertificateRequest, Subject, parse_sans, validate
+from cacore.keys import SUBJECT_OIDS, load_csr, parse_key_spec, private_key_pem
+from cacore.request import (
+    CertificateRequest,
+    Subject,
+    parse_sans,
+    validate,
+    with_subject_defaults,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--common-name", "--cn", dest="common_name", required=True)
+    parser.add_argument("--common-name", "--cn", dest="common_name", default="")
+    parser.add_argument(
+        "--csr",
+        type=Path,
+        help="certify this PEM CSR instead of making a key (subject defaults come from it)",
+    )
     parser.add_argument(
         "--san",
         action="append",
@@ -44,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def request_from_args(args: argparse.Namespace) -> CertificateRequest:
+def request_from_args(args: argparse.Namespace, validated: bool = True) -> CertificateRequest:
     subject = Subject(
         common_name=args.common_name,
         organization=args.organization,
@@ -55,34 +69,70 @@ def request_from_args(args: argparse.Namespace) -> CertificateRequest:
         email_address=args.email,
     )
     sans = tuple(san for text in args.san for san in parse_sans(text, "--san"))
-    return validate(
-        CertificateRequest(
-            subject=subject,
-            sans=sans,
-            lifetime_days=args.lifetime,
-            purposes=tuple(args.purposes or ("client_auth",)),
-            extended_key_usages=tuple(args.ekus),
-            force_issue=args.force,
-        )
+    request = CertificateRequest(
+        subject=subject,
+        sans=sans,
+        lifetime_days=args.lifetime,
+        purposes=tuple(args.purposes or ("client_auth",)),
+        extended_key_usages=tuple(args.ekus),
+        force_issue=args.force,
     )
+    return validate_as_flags(request) if validated else request
+
+
+_FLAGS = {
+    "common_name": "--common-name",
+    "lifetime": "--lifetime",
+    "purposes": "--purpose",
+    "extended_key_usages": "--extended-key-usage",
+    "organizational_unit": "--organizational-unit",
+    "email_address": "--email",
+}
+
+
+def validate_as_flags(request: CertificateRequest) -> CertificateRequest:
+    """``validate``, with errors naming the flag the user typed rather than the event field."""
+    try:
+        return validate(request)
+    except InvalidRequest as error:
+        field = error.field
+        flag = "--san" if field.startswith("sans") else _FLAGS.get(field, f"--{field}")
+        raise InvalidRequest(flag, error.message.split(": ", 1)[1]) from error
+
+
+def _csr_subject(csr: x509.CertificateSigningRequest) -> dict[str, str]:
+    by_oid = {oid: name for name, oid in SUBJECT_OIDS.items()}
+    return {by_oid[a.oid]: str(a.value) for a in csr.subject if a.oid in by_oid}
 
 
 def run(args: argparse.Namespace, client: CAClient) -> list[str]:
     """Issue and write; returns the summary lines. Nothing is written unless all succeeded."""
-    request = request_from_args(args)
-    spec = parse_key_spec(args.key_algorithm, "--key-algorithm")
-    issuance = client.issue_with_new_key(request, spec)
     names = FileNames.with_serverless_ca_names() if args.serverless_ca_names else FileNames()
-    files = credential_files(private_key_pem(issuance.key), issuance.certificate, names)
+    if args.csr:
+        csr_pem = args.csr.read_bytes()
+        request = with_subject_defaults(
+            request_from_args(args, validated=False), **_csr_subject(load_csr(csr_pem, "--csr"))
+        )
+        issued = client.issue_csr(validate_as_flags(request), csr_pem)
+        files = credential_files(b"", issued, names)
+        files = {name: data for name, data in files.items() if name not in names.private()}
+        seconds_text, key_text = "", "your own key"
+    else:
+        request = request_from_args(args)
+        spec = parse_key_spec(args.key_algorithm, "--key-algorithm")
+        issuance = client.issue_with_new_key(request, spec)
+        issued = issuance.certificate
+        files = credential_files(private_key_pem(issuance.key), issued, names)
+        seconds_text, key_text = f" in {issuance.seconds * 1000:.0f} ms", f"{spec} key"
     out: Path = args.out
     created = not out.exists()
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     if created:
         os.chmod(out, 0o700)
     AtomicDirectoryWriter(out, Ownership(dir_mode=0o700)).write(files, names.private())
-    summary = summarize(issuance.certificate.certificate)
+    summary = summarize(issued.certificate)
     return [
-        f"issued {summary.common_name} in {issuance.seconds * 1000:.0f} ms ({spec} key)",
+        f"issued {summary.common_name}{seconds_text} ({key_text})",
         *summary.lines(),
         f"files:       {', '.join(str(out / name) for name in sorted(files))}",
     ]

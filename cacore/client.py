@@ -20,7 +20,7 @@ from cacore.errors import (
     Throttled,
     TransportError,
 )
-from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey, build_csr, generate_key
+from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey, build_csr, generate_key, load_csr
 from cacore.request import CertificateRequest, to_event, validate
 from cacore.response import CAChain, IssuedCertificate, parse_ca_chain, parse_issued, verify_issued
 
@@ -190,6 +190,13 @@ class CAClient:
         payload, function_error = self.invoker.invoke(to_event(request, csr_pem))
         issued = parse_issued(payload, function_error)
         return verify_issued(issued, key)
+
+    def issue_csr(self, request: CertificateRequest, csr_pem: bytes) -> IssuedCertificate:
+        """Certify a CSR made elsewhere (a partner's); the result must carry the CSR's key."""
+        validate(request)
+        public_key = load_csr(csr_pem).public_key()
+        payload, function_error = self.invoker.invoke(to_event(request, csr_pem))
+        return verify_issued(parse_issued(payload, function_error), public_key)
 
     def issue_with_new_key(
         self, request: CertificateRequest, spec: KeySpec = DEFAULT_KEY

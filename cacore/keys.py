@@ -18,7 +18,7 @@ _CURVES = {256: ec.SECP256R1, 384: ec.SECP384R1}
 RSA_SIZES = (2048, 3072, 4096)
 KEY_ALGORITHMS = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 
-_SUBJECT_OIDS = {
+SUBJECT_OIDS = {
     "country": NameOID.COUNTRY_NAME,
     "state": NameOID.STATE_OR_PROVINCE_NAME,
     "locality": NameOID.LOCALITY_NAME,
@@ -81,7 +81,7 @@ def subject_name(subject: Subject) -> x509.Name:
     return x509.Name(
         [
             x509.NameAttribute(oid, values[name])
-            for name, oid in _SUBJECT_OIDS.items()
+            for name, oid in SUBJECT_OIDS.items()
             if name in values
         ]
     )
@@ -91,6 +91,25 @@ def build_csr(key: PrivateKey, subject: Subject) -> bytes:
     """A PEM CSR signed by ``key``: the CA uses only its public key and subject."""
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject_name(subject))
     return csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def load_csr(pem: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
+    """A PEM CSR whose signature proves possession of its key; the CA itself never checks that."""
+    if not pem.lstrip().startswith(b"-----BEGIN CERTIFICATE REQUEST-----"):
+        raise InvalidRequest(
+            field, "is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)"
+        )
+    try:
+        csr = x509.load_pem_x509_csr(pem)
+    except ValueError as error:
+        raise InvalidRequest(
+            field, f"does not parse as a PEM certificate request: {error}"
+        ) from error
+    if not csr.is_signature_valid:
+        raise InvalidRequest(
+            field, "signature does not verify: the CSR was altered or not signed by its key"
+        )
+    return csr
 
 
 def private_key_pem(key: PrivateKey) -> bytes:

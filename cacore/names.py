@@ -41,19 +41,47 @@ def is_email_address(value: str) -> bool:
     return is_domain_name(value.rsplit("@", 1)[1])
 
 
+# The CA's URL validator knows only these schemes: a spiffe:// URI SAN is dropped silently.
+URL_SCHEMES = (
+    "ftp",
+    "ftps",
+    "git",
+    "http",
+    "https",
+    "irc",
+    "rtmp",
+    "rtmps",
+    "rtsp",
+    "sftp",
+    "ssh",
+    "telnet",
+)
+_DN_ATTRIBUTES = ("CN", "O", "OU", "C", "ST", "L", "E", "DC")
+
+
 def is_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return bool(parts.scheme) and bool(parts.netloc or parts.path)
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    return parts.scheme.lower() in URL_SCHEMES and (is_domain_name(host) or is_ip_address(host))
 
 
 def is_distinguished_name(value: str) -> bool:
-    return all("=" in part for part in value.split(",")) and bool(value.strip())
+    parts = [part.strip() for part in value.split(",")]
+    return bool(value.strip()) and all(
+        "=" in part and part.split("=", 1)[0].strip().upper() in _DN_ATTRIBUTES for part in parts
+    )
 
 
 SAN_CHECKS = {
     "DNS_NAME": (is_dns_san, "a domain name such as app.example.com (*.x needs x to be a domain)"),
     "IP_ADDRESS": (is_ip_address, "an IPv4 or IPv6 address"),
     "EMAIL_ADDRESS": (is_email_address, "an address such as team@example.com"),
-    "URL": (is_url, "a URL with a scheme, such as spiffe://example.org/ns/app"),
+    "URL": (
+        is_url,
+        f"a URL such as https://app.example.com/id (schemes: {', '.join(URL_SCHEMES)})",
+    ),
     "DN": (is_distinguished_name, "a distinguished name such as CN=app,O=Example"),
 }

@@ -111,7 +111,7 @@ def test_invalid_requests_name_the_field(req, field):
                     San("DNS_NAME", "*.svc.example.com"),
                     San("IP_ADDRESS", "::1"),
                     San("EMAIL_ADDRESS", "ops@example.com"),
-                    San("URL", "spiffe://example.org/ns/a"),
+                    San("URL", "https://example.org/ns/a"),
                     San("DN", "CN=app,O=Example"),
                 )
             ),

@@ -1,0 +1,135 @@
+"""Certificate requests made elsewhere (a partner's CSR): reading them, judging them, and asking
+the CA to sign them as they are. The key never comes near us, so unlike ``CAClient.issue`` the
+CSR is sent verbatim and the answer is verified against the CSR's public key."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+from cacore.client import Invoker
+from cacore.errors import InvalidRequest
+from cacore.keys import KEY_ALGORITHMS, KeySpec
+from cacore.request import CertificateRequest, San, to_event, validate
+from cacore.response import IssuedCertificate, parse_issued, verify_issued
+
+PEM_CSR_BEGIN = b"-----BEGIN CERTIFICATE REQUEST-----"
+# Older OpenSSL releases and some HSM tools still write this header.
+_NEW_PEM_CSR_BEGIN = b"-----BEGIN NEW CERTIFICATE REQUEST-----"
+
+_SUBJECT_OIDS = {
+    "common_name": NameOID.COMMON_NAME,
+    "organization": NameOID.ORGANIZATION_NAME,
+    "organizational_unit": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "locality": NameOID.LOCALITY_NAME,
+    "state": NameOID.STATE_OR_PROVINCE_NAME,
+    "country": NameOID.COUNTRY_NAME,
+    "email_address": NameOID.EMAIL_ADDRESS,
+}
+
+
+def load_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
+    """A PEM CSR, or ``InvalidRequest`` saying what the bytes are instead (DER, a key, junk)."""
+    stripped = data.lstrip()
+    if stripped.startswith(_NEW_PEM_CSR_BEGIN):
+        raise InvalidRequest(
+            field,
+            "has the old 'NEW CERTIFICATE REQUEST' PEM header, which the CA cannot read; "
+            "rewrite it with: openssl req -in FILE -out FILE.csr",
+        )
+    if not stripped.startswith(PEM_CSR_BEGIN):
+        if stripped.startswith(b"-----BEGIN") and b"PRIVATE KEY" in stripped[:64]:
+            raise InvalidRequest(
+                field, "is a PRIVATE KEY, not a CSR: delete it and ask for the CSR only"
+            )
+        if stripped[:1] == b"\x30":
+            raise InvalidRequest(
+                field,
+                "is DER, but the CA takes PEM only; convert it with: "
+                "openssl req -inform DER -in FILE -out FILE.csr",
+            )
+        raise InvalidRequest(
+            field, "is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)"
+        )
+    try:
+        return x509.load_pem_x509_csr(data)
+    except ValueError as error:
+        raise InvalidRequest(field, f"PEM does not parse as a CSR: {error}") from error
+
+
+def key_spec_of_public(public_key: object) -> KeySpec | None:
+    """The ``KeySpec`` of a public key, or None for key types the project does not support."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return KeySpec("ECDSA", public_key.curve.key_size)
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return KeySpec("RSA", public_key.key_size)
+    return None
+
+
+def key_problem(csr: x509.CertificateSigningRequest) -> str | None:
+    """Why the CSR's key is not acceptable, or None: only the project's key algorithms pass."""
+    try:
+        public_key = csr.public_key()
+    except Exception as error:  # unsupported algorithm OIDs fail only when the key is loaded
+        return f"its public key cannot be read ({error})"
+    spec = key_spec_of_public(public_key)
+    allowed = ", ".join(KEY_ALGORITHMS)
+    if spec is None:
+        return f"its key type {type(public_key).__name__} is not allowed; use one of {allowed}"
+    if str(spec) not in KEY_ALGORITHMS:
+        return f"its key {spec} is not allowed; use one of {allowed}"
+    return None
+
+
+def signature_valid(csr: x509.CertificateSigningRequest) -> bool:
+    """Proof of possession: the requester signed the CSR with the key it asks to certify (the
+    serverless CA itself never checks this)."""
+    try:
+        return csr.is_signature_valid
+    except Exception:  # unsupported signature algorithms raise instead of answering
+        return False
+
+
+def subject_fields(csr: x509.CertificateSigningRequest) -> dict[str, str]:
+    """The CSR's subject as event keys (first value of each attribute)."""
+    fields: dict[str, str] = {}
+    for name, oid in _SUBJECT_OIDS.items():
+        values = csr.subject.get_attributes_for_oid(oid)
+        if values:
+            value = values[0].value
+            fields[name] = value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return fields
+
+
+def requested_sans(csr: x509.CertificateSigningRequest) -> tuple[San, ...]:
+    """SANs the requester put in the CSR. The CA ignores them: callers copy them into the request
+    explicitly when the requester expects them."""
+    try:
+        ext = csr.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except (x509.ExtensionNotFound, ValueError):
+        return ()
+    sans: list[San] = []
+    for name in ext:
+        if isinstance(name, x509.DNSName):
+            sans.append(San("DNS_NAME", name.value))
+        elif isinstance(name, x509.IPAddress):
+            sans.append(San("IP_ADDRESS", str(name.value)))
+        elif isinstance(name, x509.RFC822Name):
+            sans.append(San("EMAIL_ADDRESS", name.value))
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            sans.append(San("URL", name.value))
+        elif isinstance(name, x509.DirectoryName):
+            sans.append(San("DN", name.value.rfc4514_string()))
+    return tuple(sans)
+
+
+def issue_for_csr(
+    invoker: Invoker, request: CertificateRequest, csr_pem: bytes
+) -> IssuedCertificate:
+    """Have the CA sign ``csr_pem`` as given; the certificate must carry the CSR's public key
+    and chain to the CA certificates of the same answer."""
+    validate(request)
+    csr = load_csr(csr_pem)
+    payload, function_error = invoker.invoke(to_event(request, csr_pem))
+    return verify_issued(parse_issued(payload, function_error), csr.public_key())

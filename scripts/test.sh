@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs the project, a Docker engine, a local
+# base image, the Kubernetes control-plane binaries, kubectl and helm (cached under
+# ~/.cache/lambda-client-certs), checks style, then runs every test. Extra arguments go to pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
+
+step "python environment"
+scripts/venv.sh test
+export PATH="$ROOT/.venv/bin:$PATH"
+
+step "kubernetes binaries (cached after the first build)"
+scripts/kube/build.sh
+scripts/kube/tools.sh
+
+step "docker engine and local base image"
+scripts/docker/engine.sh
+scripts/docker/base-image.sh
+
+step "lint"
+ruff check .
+
+step "tests"
+exec python -m pytest "$@"
