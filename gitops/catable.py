@@ -1,0 +1,69 @@
+"""Reading the CA's DynamoDB table (the imperative shell around ``records``)."""
+
+from __future__ import annotations
+
+from gitops.errors import GitopsError
+from gitops.records import IssuedRecord, parse_item
+
+
+class CATable:
+    def __init__(self, table: str, region: str | None, endpoint_url: str | None = None) -> None:
+        import boto3  # ~0.3 s: only commands that read the table pay for it
+        from botocore.config import Config
+
+        self.table = table
+        self.endpoint_url = endpoint_url
+        try:
+            self.client = boto3.session.Session().client(
+                "dynamodb",
+                region_name=region,
+                endpoint_url=endpoint_url,
+                config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
+            )
+        except Exception as error:  # NoRegionError and friends
+            raise GitopsError(
+                f"--region: cannot set up the DynamoDB client ({error}); set --region or AWS_REGION"
+            ) from error
+
+    def _call(self, operation: str, **kwargs: object) -> dict:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            return getattr(self.client, operation)(TableName=self.table, **kwargs)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "ResourceNotFoundException":
+                raise GitopsError(
+                    f"--table: DynamoDB table {self.table!r} does not exist; the CA's table is "
+                    "<Project>CA<Env> (e.g. ServerlessCADev): check --project/--env or --table"
+                ) from error
+            raise GitopsError(f"DynamoDB {operation} on {self.table} failed: {error}") from error
+        except NoCredentialsError as error:
+            raise GitopsError(
+                "no AWS credentials for DynamoDB: configure a profile or AWS_ACCESS_KEY_ID"
+            ) from error
+        except BotoCoreError as error:
+            where = self.endpoint_url or "AWS"
+            raise GitopsError(f"cannot reach DynamoDB at {where}: {error}") from error
+
+    def records(self, common_name: str) -> list[IssuedRecord]:
+        """Every certificate issued for ``common_name``."""
+        items: list[dict] = []
+        start: dict | None = None
+        while True:
+            kwargs: dict[str, object] = {
+                "KeyConditionExpression": "CommonName = :cn",
+                "ExpressionAttributeValues": {":cn": {"S": common_name}},
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            page = self._call("query", **kwargs)
+            items += page.get("Items", [])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return [parse_item(item) for item in items]
+
+    def record(self, common_name: str, serial: str) -> IssuedRecord | None:
+        key = {"CommonName": {"S": common_name}, "SerialNumber": {"S": serial}}
+        item = self._call("get_item", Key=key).get("Item")
+        return parse_item(item) if item else None

@@ -1,0 +1,11 @@
+"""The tool's own failures, apart from cacore's CA errors."""
+
+from __future__ import annotations
+
+
+class GitopsError(Exception):
+    """The command could not do its job; the message says why and what to do (exit code 1)."""
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message names the option and the fix (exit code 2)."""

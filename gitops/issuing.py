@@ -1,0 +1,172 @@
+"""``issue``: which entries still need a certificate (a pure decision per entry), then asking the
+CA for those, one at a time, carrying on past failures so one bad entry does not block the rest.
+
+"Already issued" is read from the CA's DynamoDB table: a certificate for the entry's common name
+whose public key is the CSR's. The table is the CA's own record, so the answer holds for a fresh
+CI clone, for a second pipeline, and for certificates the CA's Step Function issued itself; a
+state file in the tree would need the pipeline to push commits after every merge. Without the
+table the CA's key-reuse refusal still makes reruns harmless, and is reported as such.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from cacore.client import Invoker
+from cacore.csr import issue_for_csr
+from cacore.errors import CAError, CARefused
+from gitops.records import IssuedRecord, with_public_key
+from gitops.schema import to_request
+from gitops.validation import CheckedEntry
+
+# Closed vocabulary of outcomes, shown in the summary table and the JSON output.
+ISSUED = "issued"
+ALREADY_ISSUED = "already-issued"
+WOULD_ISSUE = "would-issue"
+EXPIRED = "expired"  # issued once with this key, expired, and the CA would refuse the key again
+FAILED = "failed"
+
+SEND, SKIP = "send", "skip"
+_KEY_REUSED = "Private key has already been used"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # SEND or SKIP
+    status: str  # the outcome when skipped
+    detail: str
+    record: IssuedRecord | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    index: int
+    common_name: str
+    csr_file: str
+    status: str
+    serial: str | None
+    not_after: str | None
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "common_name": self.common_name,
+            "csr_file": self.csr_file,
+            "status": self.status,
+            "serial": self.serial,
+            "not_after": self.not_after,
+            "detail": self.detail,
+        }
+
+
+def decide(
+    entry: CheckedEntry,
+    records: list[IssuedRecord] | None,
+    now: datetime,
+    revoked_serials: set[str],
+) -> Decision:
+    """What to do with one checked entry given the CA's records for its name (None: no table)."""
+    force = bool(entry.entry.get("force_issue"))
+    if records is None:
+        if force:
+            return Decision(
+                SKIP,
+                FAILED,
+                "force_issue bypasses the CA's key-reuse guard, so without --table every rerun "
+                "would issue again; pass --table (or --project) to issue it",
+            )
+        return Decision(SEND, WOULD_ISSUE, "no table given: the CA's key-reuse guard decides")
+    matches = with_public_key(records, entry.public_key)
+    if not matches:
+        return Decision(SEND, WOULD_ISSUE, "no certificate for this CSR's key yet")
+    latest = matches[0]
+    state = latest.state(now, revoked_serials)
+    if state in ("valid", "not-yet-valid"):
+        return Decision(SKIP, ALREADY_ISSUED, f"serial {latest.serial} is {state}", latest)
+    if state == "revoked":
+        return Decision(
+            SKIP,
+            ALREADY_ISSUED,
+            f"serial {latest.serial} was revoked; a revoked key is never certified again: "
+            "ask the partner for a new CSR",
+            latest,
+        )
+    if force:
+        return Decision(SEND, WOULD_ISSUE, f"serial {latest.serial} expired; force_issue renews it")
+    return Decision(
+        SKIP,
+        EXPIRED,
+        f"serial {latest.serial} expired and the CA refuses a key twice: ask the partner for a "
+        "new CSR, or set force_issue to renew with the same key",
+        latest,
+    )
+
+
+def _summary(issued_pem: object) -> tuple[str, str]:
+    return str(issued_pem.serial), issued_pem.not_after.strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[attr-defined]
+
+
+def run(
+    entries: list[CheckedEntry],
+    records_for: Callable[[str], list[IssuedRecord]] | None,
+    invoker: Invoker | None,
+    now: datetime,
+    revoked_serials: set[str],
+    dry_run: bool,
+) -> list[Outcome]:
+    """Decide for every entry, then (unless ``dry_run``) issue what needs issuing."""
+    outcomes = []
+    cache: dict[str, list[IssuedRecord]] = {}
+    for entry in entries:
+        records = None
+        if records_for is not None:
+            if entry.common_name not in cache:
+                cache[entry.common_name] = records_for(entry.common_name)
+            records = cache[entry.common_name]
+        decision = decide(entry, records, now, revoked_serials)
+        base = {"index": entry.index, "common_name": entry.common_name}
+        base["csr_file"] = entry.entry["csr_file"]
+        if decision.action == SKIP or dry_run:
+            record = decision.record
+            outcomes.append(
+                Outcome(
+                    **base,  # type: ignore[arg-type]
+                    status=decision.status,
+                    serial=record.serial if record else None,
+                    not_after=record.expires if record else None,
+                    detail=decision.detail,
+                )
+            )
+            continue
+        assert invoker is not None
+        try:
+            issued = issue_for_csr(invoker, to_request(entry.entry), entry.csr_pem)
+        except CARefused as error:
+            status = ALREADY_ISSUED if _KEY_REUSED in error.message else FAILED
+            detail = f"CA refused: {error.message}"
+            if status == ALREADY_ISSUED:
+                detail += " (issued before; pass --table to see its serial)"
+            outcomes.append(
+                Outcome(**base, status=status, serial=None, not_after=None, detail=detail)
+            )  # type: ignore[arg-type]
+            continue
+        except CAError as error:
+            outcomes.append(
+                Outcome(
+                    **base,
+                    status=FAILED,
+                    serial=None,
+                    not_after=None,
+                    detail=f"{error.reason}: {error}",
+                )  # type: ignore[arg-type]
+            )
+            continue
+        serial, not_after = _summary(issued)
+        cache.pop(entry.common_name, None)  # the table changed for this name
+        outcomes.append(
+            Outcome(**base, status=ISSUED, serial=serial, not_after=not_after, detail="issued now")
+        )  # type: ignore[arg-type]
+    return outcomes
