@@ -1,7 +1,7 @@
 """A local stand-in for the serverless CA's TLS Lambda, reachable by unmodified boto3.
 
 The server speaks the real Lambda Invoke REST API on a loopback address and answers
-every request exactly as /work/shared/ca-lambda-contract.md describes. It must never
+every request exactly as the serverless CA contract describes (docs/local-ca.md). It must never
 import the project's client code (cacore): it stands in for AWS, not for the client.
 """
 

@@ -282,7 +282,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - the service never drops a connection silently
             self.app.log("server_error", level="error", error=repr(exc))
             reply = aws_error(500, "ServiceException", "Internal error", kind="Service")
-        self._send(reply, request_id)
+        try:
+            self._send(reply, request_id)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (a read timeout during a delay fault): nothing left to answer.
+            self.close_connection = True
 
     do_GET = do_POST = do_DELETE = do_PUT = _dispatch  # noqa: N815 - stdlib naming
 

@@ -7,8 +7,9 @@ import ipaddress
 
 import pytest
 from cryptography import x509
-from localca import sans as san_rules
 from support.localca_fixtures import csr_pem, invoke, issue_event
+
+from localca import sans as san_rules
 
 
 @pytest.fixture
