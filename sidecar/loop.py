@@ -16,12 +16,13 @@ from pathlib import Path
 from cacore.client import Issuance
 from cacore.credentials import credential_files
 from cacore.errors import CAError, CARefused, Throttled
-from cacore.files import DATA_LINK, AtomicDirectoryWriter, read_credential_set
+from cacore.files import DATA_LINK, read_credential_set
 from cacore.keys import KeySpec, private_key_pem
 from cacore.renewal import backoff_delay
 from cacore.request import CertificateRequest
 from sidecar.decide import Decision, Policy, decide, readiness_problem
 from sidecar.observe import Observed, observe
+from sidecar.publish import GraceWriter
 from sidecar.settings import Settings
 from sidecar.state import State
 
@@ -74,7 +75,8 @@ class RenewalLoop:
         self.monotonic = monotonic
         self.rand = rand
         self.heartbeat = heartbeat
-        self.writer = AtomicDirectoryWriter(settings.output_dir, settings.ownership)
+        self.writer = GraceWriter(settings.output_dir, settings.ownership)
+        self._stale_versions = 0
         self.policy = Policy(
             point=settings.renewal_point,
             jitter=settings.jitter,
@@ -131,6 +133,8 @@ class RenewalLoop:
     def step(self) -> float:
         """Look, decide, maybe act; returns how long to wait before the next step."""
         self.state.beat()
+        if self._stale_versions:
+            self._stale_versions = self.writer.remove_stale()
         mono = self.monotonic()
         if self.retry_at is not None and mono < self.retry_at:
             return self.retry_at - mono
@@ -209,6 +213,7 @@ class RenewalLoop:
         files = credential_files(private_key_pem(issuance.key), issuance.certificate, names)
         try:
             self.writer.write(files, names.private())
+            self._stale_versions = 1
         except OSError as error:
             what = error.strerror or str(error)
             raise Failure(

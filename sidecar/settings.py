@@ -208,7 +208,7 @@ def _parse(values: Mapping[str, str | None], name: str, parse: Callable[[str], o
     try:
         return parse(text) if text is not None else None
     except InvalidRequest as error:
-        raise _fail(option, error.message.partition(": ")[2] or error.message) from error
+        raise _fail(option, _core_message(error, name)) from error
     except (ValueError, TypeError) as error:
         raise _fail(option, str(error)) from error
 
@@ -304,6 +304,13 @@ def _command(text: str) -> tuple[str, ...]:
         raise ValueError(f"cannot split {text!r}: {error}") from None
 
 
+def _core_message(error: InvalidRequest, name: str) -> str:
+    """The core's message without its field when that is the option itself; an inner field such
+    as ``sans[2]`` stays, it says which entry to fix."""
+    field, _, message = error.message.partition(": ")
+    return message if field in (name, _BY_NAME[name].name.removesuffix("_days")) else error.message
+
+
 def _field_option(field: str) -> Option:
     """The option behind a core validation field such as ``sans[2]`` or ``lifetime``."""
     base = field.split("[")[0].split(".")[0]
@@ -354,7 +361,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             validate(request)  # type: ignore[arg-type]
         except InvalidRequest as error:
             option = _field_option(error.field)
-            message = error.message.partition(": ")[2]
+            message = _core_message(error, option.name)
             if option.name == "common_name" and not subject.common_name:
                 message = "is required; set the name the certificate is for, e.g. app.example.com"
             raise _fail(option, message) from error

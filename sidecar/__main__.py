@@ -1,0 +1,7 @@
+"""``python -m sidecar`` is ``cert-sidecar``."""
+
+import sys
+
+from sidecar.main import main
+
+sys.exit(main())
