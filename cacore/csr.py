@@ -1,6 +1,7 @@
-"""Certificate requests made elsewhere (a partner's CSR): reading them, judging them, and asking
-the CA to sign them as they are. The key never comes near us, so unlike ``CAClient.issue`` the
-CSR is sent verbatim and the answer is verified against the CSR's public key."""
+"""Judging certificate requests made elsewhere (a partner's CSR) before anyone asks the CA to sign
+them (``CAClient.issue_csr`` does that). ``keys.load_csr`` is the strict loader used right before
+issuing; ``read_csr`` here loads without judging the signature and explains what non-CSR bytes
+are, so a linter can report every problem of a file separately."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from cacore.client import Invoker
 from cacore.errors import InvalidRequest
 from cacore.keys import KEY_ALGORITHMS, KeySpec
-from cacore.request import CertificateRequest, San, to_event, validate
-from cacore.response import IssuedCertificate, parse_issued, verify_issued
+from cacore.request import San
 
 PEM_CSR_BEGIN = b"-----BEGIN CERTIFICATE REQUEST-----"
 # Older OpenSSL releases and some HSM tools still write this header.
@@ -29,8 +28,9 @@ _SUBJECT_OIDS = {
 }
 
 
-def load_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
-    """A PEM CSR, or ``InvalidRequest`` saying what the bytes are instead (DER, a key, junk)."""
+def read_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
+    """A PEM CSR (signature not yet judged: see ``signature_valid``), or ``InvalidRequest``
+    saying what the bytes are instead (DER, a private key, an old header, junk)."""
     stripped = data.lstrip()
     if stripped.startswith(_NEW_PEM_CSR_BEGIN):
         raise InvalidRequest(
@@ -122,14 +122,3 @@ def requested_sans(csr: x509.CertificateSigningRequest) -> tuple[San, ...]:
         elif isinstance(name, x509.DirectoryName):
             sans.append(San("DN", name.value.rfc4514_string()))
     return tuple(sans)
-
-
-def issue_for_csr(
-    invoker: Invoker, request: CertificateRequest, csr_pem: bytes
-) -> IssuedCertificate:
-    """Have the CA sign ``csr_pem`` as given; the certificate must carry the CSR's public key
-    and chain to the CA certificates of the same answer."""
-    validate(request)
-    csr = load_csr(csr_pem)
-    payload, function_error = invoker.invoke(to_event(request, csr_pem))
-    return verify_issued(parse_issued(payload, function_error), csr.public_key())

@@ -144,7 +144,7 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
     pem = _read_input(args.csr, "csr")
     try:
-        csr = csrs.load_csr(pem, display(args.csr))
+        csr = csrs.read_csr(pem, display(args.csr))
     except InvalidRequest as error:
         raise UsageError(str(error)) from error
     state = read_state(layout)
@@ -279,13 +279,7 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     text = report.table(rows, header) if rows else "no entries in tls.json"
     tally = ", ".join(
         f"{sum(1 for o in outcomes if o.status == s)} {s}"
-        for s in (
-            issuing.ISSUED,
-            issuing.WOULD_ISSUE,
-            issuing.ALREADY_ISSUED,
-            issuing.EXPIRED,
-            issuing.FAILED,
-        )
+        for s in issuing.STATUSES
         if any(o.status == s for o in outcomes)
     )
     prefix = "dry run: " if args.dry_run else ""

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cacore.client import Invoker
-from cacore.csr import issue_for_csr
+from cacore.client import CAClient, Invoker
 from cacore.errors import CAError, CARefused
 from gitops.records import IssuedRecord, with_public_key
 from gitops.schema import to_request
@@ -26,7 +25,9 @@ ISSUED = "issued"
 ALREADY_ISSUED = "already-issued"
 WOULD_ISSUE = "would-issue"
 EXPIRED = "expired"  # issued once with this key, expired, and the CA would refuse the key again
+REVOKED = "revoked"  # issued once with this key and revoked: never certified again
 FAILED = "failed"
+STATUSES = (ISSUED, WOULD_ISSUE, ALREADY_ISSUED, EXPIRED, REVOKED, FAILED)
 
 SEND, SKIP = "send", "skip"
 _KEY_REUSED = "Private key has already been used"
@@ -85,13 +86,12 @@ def decide(
     latest = matches[0]
     state = latest.state(now, revoked_serials)
     if state in ("valid", "not-yet-valid"):
-        return Decision(SKIP, ALREADY_ISSUED, f"serial {latest.serial} is {state}", latest)
+        return Decision(SKIP, ALREADY_ISSUED, f"certificate is {state}", latest)
     if state == "revoked":
         return Decision(
             SKIP,
-            ALREADY_ISSUED,
-            f"serial {latest.serial} was revoked; a revoked key is never certified again: "
-            "ask the partner for a new CSR",
+            REVOKED,
+            "a revoked key is never certified again: ask the partner for a new CSR",
             latest,
         )
     if force:
@@ -99,14 +99,22 @@ def decide(
     return Decision(
         SKIP,
         EXPIRED,
-        f"serial {latest.serial} expired and the CA refuses a key twice: ask the partner for a "
-        "new CSR, or set force_issue to renew with the same key",
+        "the CA refuses a key twice: ask the partner for a new CSR, or set force_issue to "
+        "renew with the same key",
         latest,
     )
 
 
-def _summary(issued_pem: object) -> tuple[str, str]:
-    return str(issued_pem.serial), issued_pem.not_after.strftime("%Y-%m-%d %H:%M:%S")  # type: ignore[attr-defined]
+def _outcome(entry: CheckedEntry, status: str, detail: str, **facts: str | None) -> Outcome:
+    return Outcome(
+        index=entry.index,
+        common_name=entry.common_name,
+        csr_file=str(entry.entry["csr_file"]),
+        status=status,
+        serial=facts.get("serial"),
+        not_after=facts.get("not_after"),
+        detail=detail,
+    )
 
 
 def run(
@@ -127,46 +135,25 @@ def run(
                 cache[entry.common_name] = records_for(entry.common_name)
             records = cache[entry.common_name]
         decision = decide(entry, records, now, revoked_serials)
-        base = {"index": entry.index, "common_name": entry.common_name}
-        base["csr_file"] = entry.entry["csr_file"]
-        if decision.action == SKIP or dry_run:
+        if decision.action == SKIP or dry_run or invoker is None:
             record = decision.record
-            outcomes.append(
-                Outcome(
-                    **base,  # type: ignore[arg-type]
-                    status=decision.status,
-                    serial=record.serial if record else None,
-                    not_after=record.expires if record else None,
-                    detail=decision.detail,
-                )
-            )
+            facts = {"serial": record.serial, "not_after": record.expires} if record else {}
+            outcomes.append(_outcome(entry, decision.status, decision.detail, **facts))
             continue
-        assert invoker is not None
-        try:
-            issued = issue_for_csr(invoker, to_request(entry.entry), entry.csr_pem)
-        except CARefused as error:
-            status = ALREADY_ISSUED if _KEY_REUSED in error.message else FAILED
-            detail = f"CA refused: {error.message}"
-            if status == ALREADY_ISSUED:
-                detail += " (issued before; pass --table to see its serial)"
-            outcomes.append(
-                Outcome(**base, status=status, serial=None, not_after=None, detail=detail)
-            )  # type: ignore[arg-type]
-            continue
-        except CAError as error:
-            outcomes.append(
-                Outcome(
-                    **base,
-                    status=FAILED,
-                    serial=None,
-                    not_after=None,
-                    detail=f"{error.reason}: {error}",
-                )  # type: ignore[arg-type]
-            )
-            continue
-        serial, not_after = _summary(issued)
-        cache.pop(entry.common_name, None)  # the table changed for this name
-        outcomes.append(
-            Outcome(**base, status=ISSUED, serial=serial, not_after=not_after, detail="issued now")
-        )  # type: ignore[arg-type]
+        outcomes.append(_issue(entry, invoker))
+        cache.pop(entry.common_name, None)  # the table may have changed for this name
     return outcomes
+
+
+def _issue(entry: CheckedEntry, invoker: Invoker) -> Outcome:
+    try:
+        issued = CAClient(invoker).issue_csr(to_request(entry.entry), entry.csr_pem)
+    except CARefused as error:
+        if _KEY_REUSED in error.message:
+            detail = f"CA refused: {error.message} (issued before; pass --table to see its serial)"
+            return _outcome(entry, ALREADY_ISSUED, detail)
+        return _outcome(entry, FAILED, f"CA refused: {error.message}")
+    except CAError as error:
+        return _outcome(entry, FAILED, f"{error.reason}: {error}")
+    not_after = issued.not_after.strftime("%Y-%m-%d %H:%M:%S")
+    return _outcome(entry, ISSUED, "issued now", serial=str(issued.serial), not_after=not_after)

@@ -217,7 +217,7 @@ def _check_csr(
             )
         ], None
     try:
-        csr = csrs.load_csr(data, name)
+        csr = csrs.read_csr(data, name)
     except InvalidRequest as error:
         return [at_csr(error.message.split(": ", 1)[-1], p.CSR_UNREADABLE)], None
     problems: list[Problem] = []
