@@ -65,11 +65,19 @@ def write_file_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 class AtomicDirectoryWriter:
-    """Owns one output directory; the only writer of its credential set."""
+    """Owns one output directory; the only writer of its credential set.
 
-    def __init__(self, directory: Path, owner: Ownership = Ownership()) -> None:
+    The swap is atomic without fsync. ``durable`` adds fsyncs so the set also survives a power
+    cut; it costs milliseconds per write and buys little for a set that is re-issued on start
+    when it is not valid, so, like kubelet, the default is off.
+    """
+
+    def __init__(
+        self, directory: Path, owner: Ownership = Ownership(), durable: bool = False
+    ) -> None:
         self.directory = directory
         self.owner = owner
+        self.durable = durable
 
     def write(self, files: Mapping[str, bytes], private: set[str]) -> Path:
         """Publish ``files`` as the new set; ``private`` names get the private mode. On any error
@@ -86,7 +94,8 @@ class AtomicDirectoryWriter:
                 self._write_version_file(version / name, content, mode)
             os.chmod(version, self.owner.dir_mode)
             _chown(version, self.owner)
-            _fsync_dir(version)
+            if self.durable:
+                _fsync_dir(version)
             tmp_link = self.directory / _TMP_LINK
             with contextlib.suppress(FileNotFoundError):
                 tmp_link.unlink()
@@ -96,7 +105,8 @@ class AtomicDirectoryWriter:
             shutil.rmtree(version, ignore_errors=True)
             raise
         self._link_visible_names(set(files))
-        _fsync_dir(self.directory)
+        if self.durable:
+            _fsync_dir(self.directory)
         self._remove_old_versions(keep=version.name)
         return version
 
@@ -104,8 +114,9 @@ class AtomicDirectoryWriter:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if self.durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(path, mode)  # the umask may have narrowed it
         _chown(path, self.owner)
 
