@@ -1,0 +1,164 @@
+"""The kopf handlers: registration and wiring only; decisions live in ``policy`` and the pass in
+``reconcile``. Run with ``kopf run -m certoperator.handlers`` or ``clientcert-operator``.
+
+Each ClientCertificate gets one daemon that reconciles, then sleeps until its renewal time, its
+retry time, or an event that matters (a spec change, its Secret changed or deleted, a LambdaCA
+appearing). One daemon per object means passes for an object never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from cacore.errors import CAError
+from cacore.renewal import backoff_delay
+from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, LABEL_CERTIFICATE, VERSION
+from certoperator.issuer import Issuer
+from certoperator.kube import KubeApi
+from certoperator.metrics import Metrics
+from certoperator.reconcile import Context, Reconciler
+from certoperator.settings import from_env
+
+log = logging.getLogger("certoperator")
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    try:
+        config = from_env(os.environ)
+    except CAError as error:
+        raise kopf.PermanentError(str(error)) from error  # stops the operator with the reason
+    # Events only when we post them (issued, renewed, refused, failed), never from log lines.
+    settings.posting.loggers = False
+    settings.posting.level = logging.INFO
+    # Our own finalizer name, so `kubectl get -o yaml` says whose it is. Kopf adds it because
+    # daemons must be stopped before their object goes.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Only our Secrets are watched: the server filters, so a cluster full of Secrets costs
+    # nothing in memory or CPU.
+    settings.watching.label_selectors["v1", "secrets"] = LABEL_CERTIFICATE
+    # Reconnect watches well before idle load balancers cut them.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.background.cancellation_polling = 5
+
+    metrics = Metrics()
+    if config.metrics_port:
+        metrics.serve(config.metrics_address, config.metrics_port)
+    memo.ctx = Context(
+        settings=config,
+        kube=KubeApi(workers=max(8, 2 * config.max_concurrent)),
+        issuer=Issuer(metrics, config.max_concurrent),
+        metrics=metrics,
+    )
+    log.info(
+        "operator configured",
+        extra={
+            "fields": {
+                "default_issuer": config.default_issuer,
+                "default_ca_function": config.default_ca.function if config.default_ca else None,
+                "max_concurrent_issuances": config.max_concurrent,
+                "metrics_port": config.metrics_port,
+            }
+        },
+    )
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    ctx: Context | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        ctx.issuer.close()
+        ctx.kube.close()
+
+
+@kopf.index(GROUP, VERSION, CA_PLURAL)
+def lambdacas(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
+    """LambdaCA name -> spec, kept in memory from the watch: no API call per issuance."""
+    return {name: dict(spec)}
+
+
+@kopf.daemon(GROUP, VERSION, CERT_PLURAL, id="reconcile", cancellation_backoff=None)
+async def reconcile(
+    body: kopf.Body, memo: kopf.Memo, lambdacas: kopf.Index, logger: logging.Logger, **_: Any
+) -> None:
+    ctx: Context = memo.ctx
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    wake = ctx.wakers[key] = asyncio.Event()
+    reconciler = Reconciler(ctx, body, log)
+    errors = 0
+    try:
+        while True:
+            wake.clear()
+            try:
+                delay = await reconciler.run(lambdacas)
+                errors = 0
+            except asyncio.CancelledError:
+                raise
+            except kopf.PermanentError as error:
+                logger.error(f"reconciliation stopped: {error}")
+                delay = ctx.settings.resync_seconds
+            except Exception as error:  # the API server or a bug: retry, never stop for good
+                errors += 1
+                delay = backoff_delay(errors, ctx.settings.retry.base, ctx.settings.retry.cap)
+                log.warning(
+                    "reconciliation failed",
+                    exc_info=error,
+                    extra={"fields": {"namespace": key[0], "name": key[1], "retry_in": delay}},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+    finally:
+        if ctx.wakers.get(key) is wake:
+            del ctx.wakers[key]
+        if body.get("metadata", {}).get("deletionTimestamp"):
+            reconciler.forget()
+
+
+def _spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    """Only a new generation (a spec change) needs a pass: our own status writes do not."""
+    seen: dict = memo.generations
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    generation = body["metadata"].get("generation")
+    if seen.get(key) == generation:
+        return False
+    seen[key] = generation
+    return True
+
+
+@kopf.on.startup()
+async def _generations(memo: kopf.Memo, **_: Any) -> None:
+    memo.generations = {}
+
+
+@kopf.on.event(GROUP, VERSION, CERT_PLURAL, when=_spec_changed)
+def wake_on_spec_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.ctx.wake((body["metadata"]["namespace"], body["metadata"]["name"]))
+
+
+def _not_our_write(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> bool:
+    """Skip the echo of the operator's own write; anything else (an edit, a deletion) counts."""
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    version = body["metadata"].get("resourceVersion")
+    return memo.ctx.written.get(key) != version or kwargs.get("type") == "DELETED"
+
+
+@kopf.on.event("v1", "secrets", labels={LABEL_CERTIFICATE: kopf.PRESENT}, when=_not_our_write)
+def wake_on_secret_change(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    """A deleted, edited or foreign-written Secret wakes the ClientCertificate it belongs to."""
+    memo.ctx.wake((body["metadata"]["namespace"], labels[LABEL_CERTIFICATE]))
+
+
+@kopf.on.event(GROUP, VERSION, CA_PLURAL)
+def wake_on_issuer(memo: kopf.Memo, **_: Any) -> None:
+    """A LambdaCA created or changed: certificates waiting for an issuer try again now."""
+    for event in list(memo.ctx.wakers.values()):
+        event.set()

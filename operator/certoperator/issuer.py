@@ -1,0 +1,73 @@
+"""Calls to the CA from the event loop: cacore's blocking client in a thread pool, with a bound
+on concurrent invocations and one client per CA configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from cacore.client import CAClient, Invoker, Issuance, LambdaTransport
+from cacore.config import CAConfig
+from cacore.errors import CAError
+from cacore.keys import KeySpec
+from cacore.request import CertificateRequest
+from certoperator.metrics import Metrics
+
+
+class CountingInvoker:
+    """Counts every invocation that reaches the wire, so the metric is exactly the CA's load."""
+
+    def __init__(self, inner: Invoker, metrics: Metrics, issuer: str) -> None:
+        self.inner, self.metrics, self.issuer = inner, metrics, issuer
+
+    def invoke(self, event: dict) -> tuple[object, str | None]:
+        self.metrics.invocations.labels(self.issuer).inc()
+        return self.inner.invoke(event)
+
+
+class Issuer:
+    def __init__(self, metrics: Metrics, max_concurrent: int = 8) -> None:
+        self.metrics = metrics
+        self._limit = asyncio.Semaphore(max_concurrent)
+        self._executor = ThreadPoolExecutor(max_concurrent, thread_name_prefix="ca")
+        self._clients: dict[tuple[str, CAConfig], CAClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, issuer: str, config: CAConfig) -> CAClient:
+        with self._lock:
+            client = self._clients.get((issuer, config))
+            if client is None:
+                transport = LambdaTransport(config)
+                _ = transport.client  # build the boto3 client once, not in every thread
+                client = CAClient(CountingInvoker(transport, self.metrics, issuer))
+                self._clients[(issuer, config)] = client
+            return client
+
+    def _issue(
+        self, issuer: str, config: CAConfig, request: CertificateRequest, key: KeySpec
+    ) -> Issuance:
+        try:
+            return self._client(issuer, config).issue_with_new_key(request, key)
+        except CAError as error:
+            self.metrics.failures.labels(issuer, error.reason).inc()
+            raise
+
+    async def issue(
+        self, issuer: str, config: CAConfig, request: CertificateRequest, key: KeySpec
+    ) -> Issuance:
+        """One issuance with a new key: exactly one CA invocation, at most ``max_concurrent``
+        running at once across the operator."""
+        async with self._limit:
+            self.metrics.in_flight.inc()
+            try:
+                with self.metrics.duration.time():
+                    loop = asyncio.get_running_loop()
+                    return await loop.run_in_executor(
+                        self._executor, self._issue, issuer, config, request, key
+                    )
+            finally:
+                self.metrics.in_flight.dec()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

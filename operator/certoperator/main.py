@@ -1,0 +1,112 @@
+"""``clientcert-operator``: the operator's command line. Flags become the CLIENTCERT_* settings
+the handlers read, logs become JSON lines, and kopf runs the handlers of ``certoperator.handlers``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from cacore import jsonlog
+from cacore.errors import CAError
+from certoperator.settings import PREFIX, from_env
+
+_FLAG_ENV = {
+    "default_issuer": "DEFAULT_ISSUER",
+    "ca_function": "CA_FUNCTION",
+    "ca_region": "CA_REGION",
+    "ca_endpoint_url": "CA_ENDPOINT_URL",
+    "max_concurrent_issuances": "MAX_CONCURRENT_ISSUANCES",
+    "metrics_address": "METRICS_ADDRESS",
+    "metrics_port": "METRICS_PORT",
+    "renewal_jitter": "RENEWAL_JITTER",
+    "retry_base_seconds": "RETRY_BASE_SECONDS",
+    "retry_cap_seconds": "RETRY_CAP_SECONDS",
+    "refused_retry_seconds": "REFUSED_RETRY_SECONDS",
+}
+
+
+class KopfJsonFormatter(jsonlog.JsonFormatter):
+    """cacore's JSON lines, plus the object kopf's own per-object loggers attach."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        obj = getattr(record, "k8s_obj", None)
+        if isinstance(obj, dict) and not hasattr(record, "fields"):
+            record.fields = {"namespace": obj.get("namespace"), "name": obj.get("name")}
+        return super().format(record)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="clientcert-operator",
+        description="Reconcile ClientCertificate resources with certificates from the "
+        "serverless CA's Lambda. Every flag has a CLIENTCERT_* environment variable.",
+    )
+    p.add_argument("--default-issuer", help="LambdaCA used when issuerRef is empty")
+    p.add_argument("--ca-function", help="default CA function name or ARN (no LambdaCA needed)")
+    p.add_argument("--ca-region", help="region of --ca-function")
+    p.add_argument("--ca-endpoint-url", help="endpoint of --ca-function (local CA, VPC endpoint)")
+    p.add_argument("--max-concurrent-issuances", type=int, help="bound on CA calls (default 8)")
+    p.add_argument("--metrics-address", help="metrics listen address (default 0.0.0.0)")
+    p.add_argument("--metrics-port", type=int, help="metrics port; 0 turns it off (default 9090)")
+    p.add_argument("--renewal-jitter", type=float, help="renew up to this fraction early (0.1)")
+    p.add_argument("--retry-base-seconds", type=float, help="first retry after a CA fault (2)")
+    p.add_argument("--retry-cap-seconds", type=float, help="longest retry delay (300)")
+    p.add_argument("--refused-retry-seconds", type=float, help="wait after a refusal (3600)")
+    p.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="kopf liveness endpoint URL; empty turns it off",
+    )
+    p.add_argument(
+        "--namespace", action="append", default=[], help="watch only this namespace (repeatable)"
+    )
+    p.add_argument("--standalone", action="store_true", help="no peering with other replicas")
+    p.add_argument("--peering", default="clientcert-operator", help="ClusterKopfPeering name")
+    p.add_argument("--priority", type=int, default=0, help="peering priority; highest acts")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    for attribute, name in _FLAG_ENV.items():
+        value = getattr(args, attribute)
+        if value is not None:
+            os.environ[PREFIX + name] = str(value)
+    try:
+        from_env(os.environ)  # refuse a bad setting now, in one line, before kopf starts
+    except CAError as error:
+        print(f"clientcert-operator: {error}", file=sys.stderr)
+        return 2
+    if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        print(
+            f"clientcert-operator: --log-level: {args.log_level!r} is not a level", file=sys.stderr
+        )
+        return 2
+
+    jsonlog.configure(args.log_level)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(KopfJsonFormatter())
+    if args.log_level.upper() != "DEBUG":
+        logging.getLogger("kopf").setLevel(logging.WARNING)  # its per-event chatter
+
+    import kopf
+
+    import certoperator.handlers  # noqa: F401  registers the handlers
+
+    kopf.run(
+        standalone=args.standalone,
+        peering_name=None if args.standalone else args.peering,
+        priority=args.priority,
+        namespaces=args.namespace or None,
+        clusterwide=not args.namespace,
+        liveness_endpoint=args.liveness or None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Whether a ClientCertificate needs a certificate now, and when to look again: pure decisions.
+
+cert-manager's design: the gatherer reads the API and hands over one ``Input``; each check looks
+at it and returns the first thing wrong as a ``Verdict`` (a reason from ``reasons`` and a message);
+``evaluate`` runs the chain. No check reads the API or the clock: ``now`` is in the input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography import x509
+
+from cacore.inspect import chain_problem, key_matches
+from cacore.keys import PrivateKey, load_private_key
+from cacore.renewal import RenewalPoint, backoff_delay, renewal_time, with_jitter
+from certoperator import reasons
+from certoperator.api import (
+    ANNOTATION_ISSUED_AT,
+    ANNOTATION_SPEC_HASH,
+    CA_FILE,
+    CERT_FILE,
+    KEY_FILE,
+)
+from certoperator.conditions import parse_time
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """The parts of a Secret the checks look at; ``data`` is already base64-decoded."""
+
+    name: str
+    controller_uid: str | None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    data: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Input:
+    owner_uid: str
+    spec_hash: str
+    renewal: RenewalPoint
+    secret: SecretView | None
+    previously_issued: bool  # status records a serial: a missing Secret was deleted
+    now: datetime
+    jitter: float = 0.0  # renew up to this fraction of the time since issuance early
+
+
+@dataclass(frozen=True)
+class Verdict:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the Secret's certificate says, for status and scheduling."""
+
+    serial: int
+    not_before: datetime
+    not_after: datetime
+    renewal_time: datetime
+
+
+@dataclass(frozen=True)
+class Material:
+    certificate: x509.Certificate | None
+    key: PrivateKey | None
+    cas: tuple[x509.Certificate, ...]
+    problem: str | None  # why the data cannot be used, if it cannot
+
+
+def load_material(data: Mapping[str, bytes]) -> Material:
+    missing = [name for name in (CERT_FILE, KEY_FILE, CA_FILE) if not data.get(name)]
+    if missing:
+        return Material(None, None, (), f"the Secret has no {', '.join(missing)}")
+    try:
+        chain = x509.load_pem_x509_certificates(data[CERT_FILE])
+        cas = x509.load_pem_x509_certificates(data[CA_FILE])
+    except ValueError as error:
+        return Material(None, None, (), f"a certificate in the Secret does not parse: {error}")
+    try:
+        key = load_private_key(data[KEY_FILE])
+    except (ValueError, TypeError) as error:
+        return Material(chain[0], None, (), f"{KEY_FILE} does not parse: {error}")
+    return Material(chain[0], key, tuple(cas), None)
+
+
+def stable_fraction(*parts: object) -> float:
+    """A number in [0, 1) fixed by ``parts``: jitter that survives restarts unchanged."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def renew_at(
+    certificate: x509.Certificate,
+    point: RenewalPoint,
+    jitter: float,
+    issued_at: datetime | None,
+) -> datetime:
+    """The renewal point, moved earlier by a stable random part of ``jitter`` of the time since
+    issuance. Measured from the operator's own issue time when known: the CA backdates
+    notBefore by 5 minutes, which would otherwise let jitter pull a short renewal into the past."""
+    not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    at = renewal_time(not_before, not_after, point)
+    start = issued_at if issued_at is not None and not_before <= issued_at < at else not_before
+    jittered = with_jitter(at, start, jitter, stable_fraction(certificate.serial_number))
+    return jittered.replace(microsecond=0)
+
+
+def facts_of(inp: Input, material: Material) -> Facts | None:
+    cert = material.certificate
+    if cert is None or inp.secret is None:
+        return None
+    issued_at = parse_time(inp.secret.annotations.get(ANNOTATION_ISSUED_AT))
+    return Facts(
+        serial=cert.serial_number,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        renewal_time=renew_at(cert, inp.renewal, inp.jitter, issued_at),
+    )
+
+
+Check = Callable[[Input, Material], Verdict | None]
+
+
+def secret_does_not_exist(inp: Input, material: Material) -> Verdict | None:
+    if inp.secret is None and not inp.previously_issued:
+        return Verdict(reasons.DOES_NOT_EXIST, "Issuing the first certificate")
+    return None
+
+
+def secret_missing(inp: Input, material: Material) -> Verdict | None:
+    if inp.secret is None:
+        return Verdict(reasons.SECRET_MISSING, "The Secret was deleted; issuing a new certificate")
+    return None
+
+
+def secret_not_owned(inp: Input, material: Material) -> Verdict | None:
+    assert inp.secret is not None
+    if inp.secret.controller_uid != inp.owner_uid:
+        return Verdict(
+            reasons.SECRET_NOT_OWNED,
+            f"Secret {inp.secret.name} is not controlled by this ClientCertificate; taking it over",
+        )
+    return None
+
+
+def missing_data(inp: Input, material: Material) -> Verdict | None:
+    if material.problem is not None:
+        return Verdict(reasons.MISSING_DATA, material.problem)
+    return None
+
+
+def invalid_key_pair(inp: Input, material: Material) -> Verdict | None:
+    assert material.certificate is not None and material.key is not None
+    if not key_matches(material.certificate, material.key):
+        return Verdict(reasons.INVALID_KEY_PAIR, f"{KEY_FILE} is not the key of {CERT_FILE}")
+    return None
+
+
+def invalid_chain(inp: Input, material: Material) -> Verdict | None:
+    assert material.certificate is not None
+    problem = chain_problem(material.certificate, list(material.cas))
+    if problem:
+        return Verdict(
+            reasons.INVALID_CHAIN, f"{CERT_FILE} does not verify with {CA_FILE}: {problem}"
+        )
+    return None
+
+
+def spec_changed(inp: Input, material: Material) -> Verdict | None:
+    assert inp.secret is not None
+    if inp.secret.annotations.get(ANNOTATION_SPEC_HASH) != inp.spec_hash:
+        return Verdict(reasons.SPEC_CHANGED, "The spec changed since the certificate was issued")
+    return None
+
+
+def expired(inp: Input, material: Material) -> Verdict | None:
+    assert material.certificate is not None
+    if inp.now >= material.certificate.not_valid_after_utc:
+        return Verdict(
+            reasons.EXPIRED,
+            f"The certificate expired at {material.certificate.not_valid_after_utc.isoformat()}",
+        )
+    return None
+
+
+def renewal_due(inp: Input, material: Material) -> Verdict | None:
+    facts = facts_of(inp, material)
+    assert facts is not None
+    if inp.now >= facts.renewal_time:
+        return Verdict(reasons.RENEWING, f"Renewal time {facts.renewal_time.isoformat()} reached")
+    return None
+
+
+# Order matters: later checks may assume what earlier ones established (a Secret exists, its
+# data parses), which is what the asserts state.
+TRIGGER_CHAIN: tuple[Check, ...] = (
+    secret_does_not_exist,
+    secret_missing,
+    secret_not_owned,
+    missing_data,
+    invalid_key_pair,
+    invalid_chain,
+    spec_changed,
+    expired,
+    renewal_due,
+)
+
+
+def evaluate(
+    inp: Input, chain: tuple[Check, ...] = TRIGGER_CHAIN
+) -> tuple[Verdict | None, Facts | None]:
+    """The first reason to issue (None if the Secret is good), and the facts of the current
+    certificate when it is usable."""
+    material = (
+        load_material(inp.secret.data)
+        if inp.secret is not None
+        else Material(None, None, (), "no Secret")
+    )
+    for check in chain:
+        verdict = check(inp, material)
+        if verdict is not None:
+            return verdict, None
+    return None, facts_of(inp, material)
+
+
+def template_drift(
+    secret: SecretView, labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> bool:
+    """Whether the Secret lacks a label or annotation of the secretTemplate (fixed by a metadata
+    patch, never by a new certificate)."""
+    return any(secret.labels.get(k) != v for k, v in labels.items()) or any(
+        secret.annotations.get(k) != v for k, v in annotations.items()
+    )
+
+
+# --- after a failure ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Transient faults back off from ``base`` to ``cap`` seconds; a refusal waits
+    ``refused_base`` doubling to ``refused_cap`` unless the spec changes first."""
+
+    base: float = 2.0
+    cap: float = 300.0
+    refused_base: float = 3600.0
+    refused_cap: float = 86400.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    attempts: int
+    last_failure: datetime
+    reason: str
+    message: str
+    spec_hash: str
+    transient: bool
+
+
+def retry_at(failure: Failure, policy: RetryPolicy, rand: float) -> datetime:
+    if failure.transient:
+        delay = backoff_delay(failure.attempts, policy.base, policy.cap, rand)
+    else:
+        delay = backoff_delay(failure.attempts, policy.refused_base, policy.refused_cap, rand)
+    return failure.last_failure + timedelta(seconds=delay)
+
+
+def may_issue(
+    failure: Failure | None, spec_hash: str, now: datetime, policy: RetryPolicy, rand: float
+) -> datetime | None:
+    """None if an issuance may start now, else when it may. A spec change lifts any backoff:
+    the user's fix deserves an immediate try."""
+    if failure is None or failure.spec_hash != spec_hash:
+        return None
+    at = retry_at(failure, policy, rand)
+    return None if now >= at else at

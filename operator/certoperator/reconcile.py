@@ -1,0 +1,358 @@
+"""One reconciliation pass for one ClientCertificate: gather, decide, act, report.
+
+The only module that combines the pure parts with the API and the CA. It returns when to look
+again; the kopf daemon in ``handlers`` owns the loop and the waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from cacore.client import Issuance
+from cacore.config import CAConfig
+from cacore.credentials import credential_files
+from cacore.errors import CAError, CARefused, ConfigurationError, InvalidRequest
+from cacore.keys import private_key_pem
+from certoperator import reasons, status
+from certoperator.api import (
+    ANNOTATION_CERTIFICATE,
+    ANNOTATION_ISSUED_AT,
+    ANNOTATION_ISSUER,
+    ANNOTATION_SERIAL,
+    ANNOTATION_SPEC_HASH,
+    API_VERSION,
+    CERT_KIND,
+    LABEL_CERTIFICATE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    SECRET_TYPE,
+)
+from certoperator.conditions import format_time, parse_time
+from certoperator.issuer import Issuer
+from certoperator.kube import KubeApi, secret_view
+from certoperator.metrics import Metrics
+from certoperator.policy import (
+    Facts,
+    Failure,
+    Input,
+    Verdict,
+    evaluate,
+    may_issue,
+    retry_at,
+    template_drift,
+)
+from certoperator.settings import OperatorSettings, ca_config_for
+from certoperator.spec import CertificateSpec, parse_spec, spec_hash
+
+DEFAULT_ISSUER_LABEL = "(default)"
+Key = tuple[str, str]
+
+
+@dataclass
+class Context:
+    """Operator-wide state shared by every object's daemon (kept in kopf's memo)."""
+
+    settings: OperatorSettings
+    kube: KubeApi
+    issuer: Issuer
+    metrics: Metrics
+    wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
+    # resourceVersion of each Secret this process wrote last: its own watch event needs no pass.
+    written: dict[Key, str] = field(default_factory=dict)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def wake(self, key: Key) -> None:
+        event = self.wakers.get(key)
+        if event is not None:
+            event.set()
+
+
+@dataclass
+class ObjectState:
+    """What one daemon remembers between passes; rebuilt from status after a restart."""
+
+    failure: Failure | None = None
+    last_status: dict[str, Any] | None = None
+
+    @classmethod
+    def from_status(cls, current: Mapping[str, Any]) -> ObjectState:
+        attempts = current.get("failedIssuanceAttempts")
+        last = parse_time(current.get("lastFailureTime"))
+        if not attempts or last is None:
+            return cls()
+        issuing = next(
+            (c for c in current.get("conditions") or [] if c.get("type") == "Issuing"), {}
+        )
+        message = str(issuing.get("message") or "")
+        # The spec hash of the failed attempt is unknown after a restart: assume the current
+        # spec, so a restart never cuts a backoff short.
+        return cls(
+            failure=Failure(
+                attempts=int(attempts),
+                last_failure=last,
+                reason=reasons.REFUSED if message.startswith(reasons.REFUSED) else reasons.FAILED,
+                message=message,
+                spec_hash="",
+                transient=not message.startswith(reasons.REFUSED),
+            )
+        )
+
+
+def resolve_issuer(
+    cert: CertificateSpec, settings: OperatorSettings, lambdacas: Mapping[str, Any]
+) -> tuple[str, CAConfig]:
+    """The issuer's name and CA settings; ``InvalidRequest`` naming the field when none fits."""
+    name = cert.issuer or settings.default_issuer
+    if name is None:
+        if settings.default_ca is None:
+            raise InvalidRequest(
+                "spec.issuerRef.name",
+                "is empty and the operator has no default issuer; name a LambdaCA",
+            )
+        return DEFAULT_ISSUER_LABEL, settings.default_ca
+    found = lambdacas.get(name)
+    if not found:
+        raise InvalidRequest("spec.issuerRef.name", f"no LambdaCA named {name!r} exists")
+    # A kopf index holds a store of values per key; a plain mapping (unit tests) the spec itself.
+    spec = found if isinstance(found, Mapping) else next(iter(found))
+    return name, ca_config_for(name, spec)
+
+
+def secret_body(
+    body: Mapping[str, Any],
+    cert: CertificateSpec,
+    issuance: Issuance,
+    digest: str,
+    issuer: str,
+    issued_at: datetime,
+) -> dict[str, Any]:
+    meta = body["metadata"]
+    files = credential_files(private_key_pem(issuance.key), issuance.certificate)
+    labels = {**cert.labels, LABEL_CERTIFICATE: meta["name"], LABEL_MANAGED_BY: MANAGED_BY}
+    annotations = {
+        **cert.annotations,
+        ANNOTATION_CERTIFICATE: meta["name"],
+        ANNOTATION_SPEC_HASH: digest,
+        ANNOTATION_ISSUER: issuer,
+        ANNOTATION_SERIAL: str(issuance.certificate.serial),
+        ANNOTATION_ISSUED_AT: format_time(issued_at),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": SECRET_TYPE,
+        "metadata": {
+            "name": cert.secret_name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": CERT_KIND,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "data": {name: base64.b64encode(content).decode() for name, content in files.items()},
+    }
+
+
+class Reconciler:
+    """Reconciles one object; one instance per daemon, so passes never overlap."""
+
+    def __init__(
+        self, ctx: Context, body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter
+    ) -> None:
+        self.ctx, self.body, self.logger = ctx, body, logger
+        self.state = ObjectState.from_status(body.get("status") or {})
+        meta = body["metadata"]
+        self.namespace, self.name = meta["namespace"], meta["name"]
+        self.secret_name: str | None = None
+
+    def _log(self, level: int, message: str, **fields: object) -> None:
+        fields = {"namespace": self.namespace, "name": self.name, **fields}
+        self.logger.log(level, message, extra={"fields": fields})
+
+    async def _report(self, desired: Mapping[str, Any]) -> None:
+        current = self.state.last_status or dict(self.body.get("status") or {})
+        patch = status.merge_patch(current, desired)
+        if patch is None:
+            return
+        await self.ctx.kube.patch_status(self.namespace, self.name, patch)
+        merged = {**current, **patch}
+        self.state.last_status = {k: v for k, v in merged.items() if v is not None}
+
+    def _metrics(self, ready: str, facts: Facts | None) -> None:
+        if self.secret_name is None:
+            return
+        self.ctx.metrics.certificate(
+            self.namespace,
+            self.name,
+            self.secret_name,
+            ready,
+            facts.not_after.timestamp() if facts else None,
+            facts.renewal_time.timestamp() if facts else None,
+        )
+
+    def forget(self) -> None:
+        if self.secret_name is not None:
+            self.ctx.metrics.forget(self.namespace, self.name, self.secret_name)
+
+    async def run(self, lambdacas: Mapping[str, Any]) -> float:
+        """One pass; returns seconds until the next one is due without any event."""
+        settings, now = self.ctx.settings, self.ctx.clock()
+        generation = self.body["metadata"].get("generation")
+        current = self.state.last_status or dict(self.body.get("status") or {})
+        if self.state.last_status is not None and self.body.get("status"):
+            # The live body catches up with our own writes; once it has, it is the truth.
+            current = dict(self.body["status"])
+        try:
+            cert = parse_spec(self.body.get("spec") or {})
+            self.secret_name = cert.secret_name
+            issuer, config = resolve_issuer(cert, settings, lambdacas)
+        except (InvalidRequest, ConfigurationError) as error:
+            reason = (
+                reasons.ISSUER_NOT_FOUND
+                if isinstance(error, InvalidRequest) and error.field == "spec.issuerRef.name"
+                else reasons.INVALID_SPEC
+            )
+            self._log(logging.WARNING, "cannot issue", reason=reason, error=error.message)
+            await self._report(status.not_issuable(current, reason, error.message, generation, now))
+            self._metrics("False", None)
+            # An issuer may appear later; a spec fix arrives as an event and wakes us at once.
+            return (
+                settings.retry.cap
+                if reason == reasons.ISSUER_NOT_FOUND
+                else settings.resync_seconds
+            )
+
+        digest = spec_hash(cert, issuer)
+        secret = secret_view(await self.ctx.kube.get_secret(self.namespace, cert.secret_name))
+        inp = Input(
+            owner_uid=self.body["metadata"]["uid"],
+            spec_hash=digest,
+            renewal=cert.renewal,
+            secret=secret,
+            previously_issued=bool(current.get("serialNumber")),
+            now=now,
+            jitter=settings.jitter,
+        )
+        verdict, facts = evaluate(inp)
+        if verdict is None:
+            assert facts is not None and secret is not None
+            self.state.failure = None
+            if template_drift(secret, cert.labels, cert.annotations):
+                await self.ctx.kube.patch_secret_metadata(
+                    self.namespace, cert.secret_name, cert.labels, cert.annotations
+                )
+            await self._report(status.ready(current, facts, generation, now))
+            self._metrics("True", facts)
+            return self._until(facts.renewal_time, now)
+
+        _, still_valid = (
+            evaluate(inp, chain=()) if verdict.reason == reasons.RENEWING else (None, None)
+        )
+        wait_until = may_issue(self.state.failure, digest, now, settings.retry, random.random())
+        if wait_until is not None:
+            return self._until(wait_until, now)
+        return await asyncio.shield(
+            self._issue(cert, issuer, config, digest, verdict, still_valid, current, generation)
+        )
+
+    def _until(self, moment: datetime, now: datetime) -> float:
+        seconds = (moment - now).total_seconds()
+        return min(max(seconds, 0.0) + 0.05, self.ctx.settings.resync_seconds)
+
+    async def _issue(
+        self,
+        cert: CertificateSpec,
+        issuer: str,
+        config: CAConfig,
+        digest: str,
+        verdict: Verdict,
+        still_valid: Facts | None,
+        current: Mapping[str, Any],
+        generation: int | None,
+    ) -> float:
+        """Issue, write the Secret, report. Shielded: once the CA is called, the result is
+        written even if the daemon is being stopped, or the invocation would be wasted."""
+        settings = self.ctx.settings
+        self._log(logging.INFO, "issuing", reason=verdict.reason, detail=verdict.message)
+        try:
+            issuance = await self.ctx.issuer.issue(issuer, config, cert.request, cert.key)
+        except CAError as error:
+            now = self.ctx.clock()
+            previous = self.state.failure
+            same_spec = previous is not None and previous.spec_hash in (digest, "")
+            refused = isinstance(error, CARefused)
+            failure = Failure(
+                attempts=(previous.attempts + 1) if previous is not None and same_spec else 1,
+                last_failure=now,
+                reason=reasons.REFUSED if refused else reasons.FAILED,
+                message=error.message if refused else f"{error.reason}: {error.message}",
+                spec_hash=digest,
+                transient=error.retryable and not refused,
+            )
+            self.state.failure = failure
+            again = retry_at(failure, settings.retry, random.random())
+            self._log(
+                logging.WARNING,
+                "issuance failed",
+                reason=failure.reason,
+                error_reason=error.reason,
+                error=error.message,
+                attempts=failure.attempts,
+                retry_at=format_time(again),
+            )
+            kopf.warn(self.body, reason=failure.reason, message=failure.message)
+            await self._report(
+                status.failed(current, failure, still_valid, verdict.reason, again, generation, now)
+            )
+            self._metrics("True" if still_valid else "False", still_valid)
+            return self._until(again, now)
+
+        now = self.ctx.clock()
+        body = secret_body(self.body, cert, issuance, digest, issuer, now)
+        written = await self.ctx.kube.put_secret(self.namespace, body)
+        key = (self.namespace, cert.secret_name)
+        self.ctx.written[key] = str(written.get("metadata", {}).get("resourceVersion", ""))
+        self.state.failure = None
+        outcome = reasons.success_reason(verdict.reason)
+        written_view = secret_view(written)
+        facts_verdict, facts = evaluate(
+            Input(
+                owner_uid=self.body["metadata"]["uid"],
+                spec_hash=digest,
+                renewal=cert.renewal,
+                secret=written_view,
+                previously_issued=True,
+                now=now,
+                jitter=settings.jitter,
+            )
+        )
+        if facts is None:  # the CA gave a certificate that is already due: report, do not loop
+            raise kopf.PermanentError(f"issued certificate is unusable: {facts_verdict}")
+        serial = issuance.certificate.serial
+        message = (
+            f"Certificate {serial} issued into Secret {cert.secret_name} "
+            f"({verdict.reason}), valid until {format_time(facts.not_after)}"
+        )
+        self._log(
+            logging.INFO, "issued", reason=outcome, serial=str(serial), trigger=verdict.reason
+        )
+        kopf.info(self.body, reason=outcome, message=message)
+        await self._report(status.ready(current, facts, generation, now, reason=outcome))
+        self._metrics("True", facts)
+        return self._until(facts.renewal_time, now)
