@@ -88,7 +88,10 @@ def test_flags_win_over_variables_and_aws_variables_are_honoured():
         "http://127.0.0.1:9",
         "ci",
     )
-    assert settings.request.sans == (San("DNS_NAME", "a.example.com"), San("IP_ADDRESS", "10.0.0.1"))
+    assert settings.request.sans == (
+        San("DNS_NAME", "a.example.com"),
+        San("IP_ADDRESS", "10.0.0.1"),
+    )
     assert settings.renewal_point.before_expiry == timedelta(hours=720)
     assert settings.reload.signal == signal.SIGUSR1
     assert settings.names.private() == {"tls.key", "client-key.pem", "combined.pem"}
