@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from datetime import datetime, timedelta
 
@@ -274,3 +275,27 @@ def test_private_key_from_issued_certificate_matches_csr_key(client):
     assert leaf_of(payload).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
         "keymatch.example.com"
     )
+
+
+def test_event_and_dry_run_invocation_types(ca):
+    client = ca.lambda_client()
+    before = ca.stats()
+
+    event = client.invoke(FunctionName="serverless-tls-cert-dev", InvocationType="Event",
+                          Payload=json.dumps(issue_event("async.example.com")))
+    dry = client.invoke(FunctionName="serverless-tls-cert-dev", InvocationType="DryRun",
+                        Payload=b"{}")
+
+    assert event["StatusCode"] == 202
+    assert dry["StatusCode"] == 204
+    assert ca.stats()["issued"] == before["issued"] + 1
+
+
+def test_log_tail_reports_dropped_sans(client):
+    response = client.invoke(
+        FunctionName="serverless-tls-cert-dev", LogType="Tail",
+        Payload=json.dumps(issue_event("tail.example.com", sans=["*.com", "ok.example.com"])),
+    )
+
+    tail = base64.b64decode(response["LogResult"]).decode()
+    assert "Invalid DNS_NAME value '*.com' excluded from SANs" in tail
