@@ -96,6 +96,8 @@ def did_you_mean(key: str, known: tuple[str, ...]) -> str:
     if normalised in _ALIASES and _ALIASES[normalised] in known:
         return f"; did you mean {_ALIASES[normalised]!r}?"
     close = difflib.get_close_matches(normalised, known, n=1, cutoff=0.7)
+    if not close and len(normalised) >= 4:  # a cut-short key: "serial" for "serial_number"
+        close = [k for k in known if k.startswith(normalised)][:1]
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
