@@ -125,7 +125,9 @@ def _parse_array(file: str, text: str, what: str) -> tuple[jsontext.Document | N
     ]
     if not isinstance(parsed.value, list):
         problems.append(
-            Problem(file, f"{what} must hold a JSON array [...] of entries", p.WRONG_TYPE, line=1, col=1)
+            Problem(
+                file, f"{what} must hold a JSON array [...] of entries", p.WRONG_TYPE, line=1, col=1
+            )
         )
         return None, problems
     return parsed, problems

@@ -108,10 +108,11 @@ class Tree:
         return self
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """`certs-gitops ARGS` as a separate process, the way CI and people run it."""
     child_env = dict(env if env is not None else os.environ)
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), child_env.get("PYTHONPATH")]))
+    paths = [str(ROOT), child_env.get("PYTHONPATH")]
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     return subprocess.run(
         [sys.executable, "-m", "gitops.main", *args],
         cwd=cwd,
