@@ -1,0 +1,213 @@
+{{/*
+cert-sidecar: named templates for a parent chart. Every template takes the parent's root
+context (`.`) and reads the settings under `.Values "cert-sidecar"`, over this library's defaults.
+
+  initContainers:
+    {{- include "cert-sidecar.initContainers" . | nindent 8 }}
+  containers:
+    - name: app
+      volumeMounts:
+        {{- include "cert-sidecar.volumeMount" . | nindent 12 }}
+    {{- include "cert-sidecar.containers" . | nindent 8 }}
+  volumes:
+    {{- include "cert-sidecar.volumes" . | nindent 8 }}
+*/}}
+
+{{/* The effective settings as YAML: this library's values.yaml under the parent's. */}}
+{{- define "cert-sidecar.settings" -}}
+{{- $v := index .Values "cert-sidecar" | default dict -}}
+{{- $form := $v.form | default "native" -}}
+{{- if not (has $form (list "native" "classic" "init")) -}}
+{{- fail (printf "cert-sidecar.form: %q is not a form; use native, classic or init" $form) -}}
+{{- end -}}
+{{- if not (dig "certificate" "commonName" "" $v) -}}
+{{- fail "cert-sidecar.certificate.commonName: is required; set the name the certificate is for, e.g. app.example.com" -}}
+{{- end -}}
+{{- toYaml $v -}}
+{{- end -}}
+
+{{- define "cert-sidecar.image" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+{{- printf "%s:%s" $v.image.repository ($v.image.tag | toString) -}}
+{{- end -}}
+
+{{/* One env entry when the value is set; nothing otherwise (the sidecar's default applies). */}}
+{{- define "cert-sidecar.envVar" -}}
+{{- $value := index . 1 -}}
+{{- if or (kindIs "bool" $value) (kindIs "float64" $value) (kindIs "int" $value) (kindIs "int64" $value) $value }}
+- name: {{ index . 0 }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The sidecar's environment: one variable per setting of docs/sidecar.md. */}}
+{{- define "cert-sidecar.env" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+{{- $c := $v.certificate -}}
+{{- $f := $v.files -}}
+{{- $r := $v.renewal -}}
+{{- $sans := $c.sans -}}
+{{- if kindIs "slice" $sans }}{{ $sans = ternary "" (toJson $sans) (empty $sans) }}{{ end -}}
+{{- if kindIs "map" $sans }}{{ $sans = toJson $sans }}{{ end -}}
+{{- $listen := "off" -}}
+{{- if $v.health.port }}{{ $listen = printf "0.0.0.0:%v" $v.health.port }}{{ end -}}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_FUNCTION" $v.ca.function) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_REGION" $v.ca.region) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_ENDPOINT_URL" $v.ca.endpointUrl) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_ROLE_ARN" $v.ca.roleArn) }}
+{{- include "cert-sidecar.envVar" (list "AWS_PROFILE" $v.ca.profile) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_COMMON_NAME" $c.commonName) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_SANS" $sans) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_ORGANIZATION" $c.organization) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_ORGANIZATIONAL_UNIT" $c.organizationalUnit) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_LOCALITY" $c.locality) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_STATE" $c.state) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_COUNTRY" $c.country) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_EMAIL_ADDRESS" $c.emailAddress) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_LIFETIME_DAYS" $c.lifetimeDays) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_PURPOSES" (join "," ($c.purposes | default list))) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_EXTENDED_KEY_USAGES" (join "," ($c.extendedKeyUsages | default list))) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_KEY_ALGORITHM" $c.keyAlgorithm) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_OUTPUT_DIR" $f.mountPath) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_KEY_FILE" $f.keyFile) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_CERT_FILE" $f.certFile) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_CA_FILE" $f.caFile) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_SERVERLESS_CA_NAMES" $f.serverlessCaNames) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_COMBINED_FILE" $f.combinedFile) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_UID" $f.uid) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_GID" $f.gid) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_KEY_MODE" $f.keyMode) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_FILE_MODE" $f.fileMode) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_DIR_MODE" $f.dirMode) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_RENEWAL_POINT" $r.point) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_JITTER" $r.jitter) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_BACKOFF_BASE" $r.backoffBase) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_BACKOFF_CAP" $r.backoffCap) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_MIN_RENEWAL_INTERVAL" $r.minRenewalInterval) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_ONCE_TIMEOUT" $r.onceTimeout) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_RELOAD_SIGNAL" $v.reload.signal) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_RELOAD_PID_FILE" $v.reload.pidFile) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_RELOAD_PROCESS_NAME" $v.reload.processName) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_RELOAD_COMMAND" $v.reload.command) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_RELOAD_URL" $v.reload.url) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_LISTEN" $listen) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_LOG_LEVEL" $v.logLevel) }}
+{{- with $v.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Fields every form of the container shares. */}}
+{{- define "cert-sidecar.common" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+image: {{ include "cert-sidecar.image" . | quote }}
+imagePullPolicy: {{ $v.image.pullPolicy }}
+env:
+  {{- include "cert-sidecar.env" . | trim | nindent 2 }}
+volumeMounts:
+  - name: {{ $v.volume.name }}
+    mountPath: {{ $v.files.mountPath }}
+resources:
+  {{- toYaml $v.resources | nindent 2 }}
+securityContext:
+  {{- toYaml $v.securityContext | nindent 2 }}
+{{- end -}}
+
+{{/* Health probes of the long-running container (need the health server). */}}
+{{- define "cert-sidecar.probes" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+{{- if $v.health.port }}
+ports:
+  - name: cert-health
+    containerPort: {{ $v.health.port }}
+    protocol: TCP
+readinessProbe:
+  httpGet: {path: /readyz, port: cert-health}
+  {{- toYaml $v.probes.readiness | nindent 2 }}
+livenessProbe:
+  httpGet: {path: /healthz, port: cert-health}
+  {{- toYaml $v.probes.liveness | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The renewing container of the classic form: one list item for `containers:`. */}}
+{{- define "cert-sidecar.container" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+- name: {{ $v.name }}
+  args: [run]
+  {{- include "cert-sidecar.common" . | nindent 2 }}
+  {{- with (include "cert-sidecar.probes" . | trim) }}
+  {{- . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{/* The native sidecar: an init container that keeps running (restartPolicy: Always). Its
+startupProbe is `cert-sidecar check`, so the kubelet starts the app only once a valid
+certificate matching its key is in the volume. */}}
+{{- define "cert-sidecar.nativeContainer" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+- name: {{ $v.name }}
+  args: [run]
+  restartPolicy: Always
+  {{- include "cert-sidecar.common" . | nindent 2 }}
+  startupProbe:
+    exec:
+      command: [cert-sidecar, check]
+    {{- toYaml $v.probes.startup | nindent 4 }}
+  {{- with (include "cert-sidecar.probes" . | trim) }}
+  {{- . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{/* The one-shot init container: issues if needed and exits, before any app container. */}}
+{{- define "cert-sidecar.onceContainer" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+- name: {{ $v.name }}-init
+  args: [once]
+  {{- include "cert-sidecar.common" . | nindent 2 }}
+{{- end -}}
+
+{{/* List items for the pod's `initContainers:`, by form. */}}
+{{- define "cert-sidecar.initContainers" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+{{- if eq $v.form "native" -}}
+{{ include "cert-sidecar.nativeContainer" . }}
+{{- else -}}
+{{ include "cert-sidecar.onceContainer" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* List items for the pod's `containers:` (only the classic form adds one). */}}
+{{- define "cert-sidecar.containers" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+{{- if eq $v.form "classic" -}}
+{{ include "cert-sidecar.container" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* The shared volume: one list item for `volumes:`. In memory by default. */}}
+{{- define "cert-sidecar.volumes" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+- name: {{ $v.volume.name }}
+  emptyDir:
+    {{- with $v.volume.medium }}
+    medium: {{ . }}
+    {{- end }}
+    {{- with $v.volume.sizeLimit }}
+    sizeLimit: {{ . }}
+    {{- end }}
+{{- end -}}
+
+{{/* The app container's read-only mount of the credentials: one list item. */}}
+{{- define "cert-sidecar.volumeMount" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+- name: {{ $v.volume.name }}
+  mountPath: {{ $v.files.mountPath }}
+  readOnly: true
+{{- end -}}
+
+{{/* "true" when the reload action needs the pod's processes to see each other. */}}
+{{- define "cert-sidecar.shareProcessNamespace" -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+{{- if $v.reload.processName }}true{{ else }}false{{ end -}}
+{{- end -}}
