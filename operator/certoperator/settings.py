@@ -42,15 +42,18 @@ def from_env(env: Mapping[str, str]) -> OperatorSettings:
     function = env.get(PREFIX + "CA_FUNCTION") or None
     default_ca = None
     if function:
-        default_ca = validate_config(
-            CAConfig(
-                function=function,
-                region=env.get(PREFIX + "CA_REGION") or None,
-                role_arn=env.get(PREFIX + "CA_ROLE_ARN") or None,
-                endpoint_url=env.get(PREFIX + "CA_ENDPOINT_URL") or None,
-            ),
-            prefix=f"{PREFIX}CA_",
+        config = CAConfig(
+            function=function,
+            region=env.get(PREFIX + "CA_REGION") or None,
+            role_arn=env.get(PREFIX + "CA_ROLE_ARN") or None,
+            endpoint_url=env.get(PREFIX + "CA_ENDPOINT_URL") or None,
         )
+        try:
+            default_ca = validate_config(config)
+        except ConfigurationError as error:
+            # The core names its own fields (function, role_arn); users set variables.
+            field, _, rest = error.message.partition(": ")
+            raise ConfigurationError(f"{PREFIX}CA_{field.upper()}: {rest or field}") from None
     retry = RetryPolicy(
         base=_number(env, "RETRY_BASE_SECONDS", 2.0, 0.1, 3600),
         cap=_number(env, "RETRY_CAP_SECONDS", 300.0, 1, 86400),

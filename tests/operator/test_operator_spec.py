@@ -180,7 +180,7 @@ def test_issuer_errors_name_issuer_ref(issuer, settings):
     [
         ({"CLIENTCERT_METRICS_PORT": "http"}, "CLIENTCERT_METRICS_PORT"),
         ({"CLIENTCERT_MAX_CONCURRENT_ISSUANCES": "0"}, "CLIENTCERT_MAX_CONCURRENT_ISSUANCES"),
-        ({"CLIENTCERT_CA_FUNCTION": "not a function"}, "CLIENTCERT_CA_function"),
+        ({"CLIENTCERT_CA_FUNCTION": "not a function"}, "CLIENTCERT_CA_FUNCTION"),
     ],
     ids=[
         "a non-numeric port is refused",
