@@ -89,7 +89,18 @@ APT::Install-Suggests "false";
 CFG
 }
 
-[ -s "$TARBALL" ] || build_tarball
+mkdir -p "$CACHE_DIR"
+# Two test sessions starting at once must not debootstrap or import side by side.
+exec 9>"${CACHE_DIR}/build.lock"
+flock 9
+if docker image inspect "$TAG" >/dev/null 2>&1; then
+  echo "$TAG"
+  exit 0
+fi
+if [ ! -s "$TARBALL" ]; then
+  rm -rf "${CACHE_DIR}"/rootfs.*  # left by an interrupted run; we hold the lock
+  build_tarball
+fi
 log "importing $TARBALL as $TAG"
 docker import \
   --change 'ENV LANG=C.UTF-8' \
