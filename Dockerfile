@@ -1,6 +1,9 @@
 # The sidecar image: cert-sidecar plus the ca-cert and local-ca tools, nothing else.
+# With --build-arg EXTRAS=operator, the operator image: the same plus kopf and the kubernetes
+# client, run with `clientcert-operator` as the command (the operator chart sets it).
 #
 #   docker build -t lambda-client-certs:dev .
+#   docker build --build-arg EXTRAS=operator -t lambda-client-certs-operator:dev .
 #   docker build --build-arg BASE_IMAGE=lcc-base:bookworm-1 -t lcc-sidecar:dev .   # local base
 #   docker build --build-arg PIP_CA_PEM="$(cat /usr/local/share/ca-certificates/*.crt)" ...
 #
@@ -13,6 +16,7 @@ FROM ${BASE_IMAGE} AS builder
 # PEM text of extra CAs for a TLS-intercepting proxy. It lives in this stage only; the final
 # stage never declares it, so neither the file nor the value reaches the shipped image.
 ARG PIP_CA_PEM=""
+ARG EXTRAS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
@@ -33,8 +37,10 @@ RUN python3 -m venv /opt/venv \
 # Dependencies first, read from pyproject.toml alone, so that editing the sources reuses this
 # layer. The build backend goes in too, so the project itself installs without the network.
 COPY pyproject.toml /build/src/
-RUN python3 -c 'import tomllib; p = tomllib.load(open("/build/src/pyproject.toml", "rb")); \
-print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"]))' \
+RUN EXTRAS="$EXTRAS" python3 -c 'import os, tomllib; \
+p = tomllib.load(open("/build/src/pyproject.toml", "rb")); \
+extras = [r for e in os.environ["EXTRAS"].split(",") if e for r in p["project"]["optional-dependencies"][e]]; \
+print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"] + extras))' \
       > /build/requirements.txt \
  && /opt/venv/bin/pip install -q -r /build/requirements.txt
 
@@ -45,11 +51,12 @@ COPY cacli /build/src/cacli
 COPY sidecar /build/src/sidecar
 COPY gitops /build/src/gitops
 COPY operator /build/src/operator
-# Not the [operator] extra: kopf and kubernetes stay out, so the operator's console script,
-# which could only fail here, is removed. pip and setuptools are not needed at run time.
+# Without the operator extra, kopf and kubernetes stay out, so the operator's console script,
+# which could only fail there, is removed. pip and setuptools are not needed at run time.
 RUN /opt/venv/bin/pip install -q --no-deps --no-build-isolation /build/src \
  && /opt/venv/bin/python -m pip uninstall -q -y setuptools pip \
- && rm -f /opt/venv/bin/clientcert-operator /opt/venv/bin/activate* /opt/venv/bin/Activate.ps1
+ && rm -f /opt/venv/bin/activate* /opt/venv/bin/Activate.ps1 \
+ && case ",$EXTRAS," in *,operator,*) ;; *) rm -f /opt/venv/bin/clientcert-operator ;; esac
 
 FROM ${BASE_IMAGE}
 

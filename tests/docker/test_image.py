@@ -224,3 +224,32 @@ def test_root_filesystem_is_read_only_when_asked(docker_engine, sidecar_image):
     )
     assert done.returncode != 0
     assert "Read-only file system" in done.stderr
+
+
+def test_operator_image_runs_the_operator_on_read_only_root(docker_engine, operator_image):
+    done = run_in(
+        docker_engine,
+        operator_image,
+        "-c",
+        "import kopf, kubernetes, certoperator.main; print('operator ok')",
+        flags=(*HARDENED, "--entrypoint", "python"),
+    )
+    assert "operator ok" in done.stdout
+    helped = run_in(
+        docker_engine,
+        operator_image,
+        "--help",
+        flags=(*HARDENED, "--entrypoint", "clientcert-operator"),
+    )
+    assert helped.returncode == 0, helped.stderr
+
+
+def test_sidecar_image_has_no_operator_dependencies(docker_engine, sidecar_image):
+    done = run_in(
+        docker_engine,
+        sidecar_image,
+        "-c",
+        "import importlib.util as u; print(u.find_spec('kopf'), u.find_spec('kubernetes'))",
+        flags=(*HARDENED, "--entrypoint", "python"),
+    )
+    assert done.stdout.strip() == "None None"

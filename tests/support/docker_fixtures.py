@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts" / "docker"
 PROXY_CA_DIR = Path("/usr/local/share/ca-certificates")
 
+OPERATOR_TAG = "lcc-operator:test"
 SIDECAR_TAG = "lcc-sidecar:test"
 IMAGE_UID = 65532
 IMAGE_GID = 65532
@@ -112,6 +113,24 @@ def sidecar_image(docker_engine: DockerEngine, base_image: str) -> str:
     # No `docker image prune` here: the builder stage's last image is untagged ("dangling"),
     # and pruning it would throw away the layer cache that keeps rebuilds fast.
     return SIDECAR_TAG
+
+
+@pytest.fixture(scope="session")
+def operator_image(docker_engine: DockerEngine, base_image: str) -> str:
+    """The same Dockerfile with the operator extra: kopf and the kubernetes client added."""
+    docker_engine.run(
+        "build",
+        "--build-arg",
+        f"BASE_IMAGE={base_image}",
+        "--build-arg",
+        f"PIP_CA_PEM={proxy_ca_pem()}",
+        "--build-arg",
+        "EXTRAS=operator",
+        "--tag",
+        OPERATOR_TAG,
+        str(REPO),
+    )
+    return OPERATOR_TAG
 
 
 @pytest.fixture
