@@ -188,14 +188,11 @@ certificate matching its key is in the volume. */}}
 {{/* The shared volume: one list item for `volumes:`. In memory by default. */}}
 {{- define "cert-sidecar.volumes" -}}
 {{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
+{{- $emptyDir := dict -}}
+{{- with $v.volume.medium }}{{ $_ := set $emptyDir "medium" . }}{{ end -}}
+{{- with $v.volume.sizeLimit }}{{ $_ := set $emptyDir "sizeLimit" . }}{{ end }}
 - name: {{ $v.volume.name }}
-  emptyDir:
-    {{- with $v.volume.medium }}
-    medium: {{ . }}
-    {{- end }}
-    {{- with $v.volume.sizeLimit }}
-    sizeLimit: {{ . }}
-    {{- end }}
+  emptyDir: {{ toJson $emptyDir }}
 {{- end -}}
 
 {{/* The app container's read-only mount of the credentials: one list item. */}}
