@@ -64,9 +64,12 @@ rm -rf "$work" && mkdir -p "$work"
 stage="$(mktemp -d "$cache/kube/$key/bin.tmp.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 
+# One line naming what failed and the fix; $2 is the tool's own error text.
 proxy_hint() {
-  echo "build.sh: could not fetch $1 from the Go module proxy (GOPROXY=$(go env GOPROXY))." >&2
-  echo "build.sh: check network access to the proxy, or set GOPROXY to a reachable mirror." >&2
+  local detail
+  detail="$(grep -v '^[[:space:]]*$' <<<"$2" | sed -n 's/.*"Error": "\(.*\)".*/\1/p;$p' | head -1)"
+  echo "build.sh: cannot download $1 from the Go module proxy (GOPROXY=$(go env GOPROXY)):" \
+    "${detail:-unknown error}; check access to the proxy or set GOPROXY to a reachable one" >&2
   exit 1
 }
 
@@ -75,9 +78,9 @@ log "building Kubernetes $KUBE_VERSION and etcd $ETCD_VERSION into $bin (cold: 1
 # k8s.io/kubernetes maps its staging modules with local replace lines, which Go ignores in a
 # dependency; pin each one the upstream go.mod lists at v0.0.0 to its published v0.X.Y tag.
 modjson="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" 2>&1)" \
-  || { echo "$modjson" | tail -3 >&2; proxy_hint "k8s.io/kubernetes@$KUBE_VERSION"; }
+  || proxy_hint "k8s.io/kubernetes@$KUBE_VERSION" "$modjson"
 upstream_mod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$modjson")"
-[[ -f "$upstream_mod" ]] || { echo "$modjson" | tail -3 >&2; proxy_hint "k8s.io/kubernetes@$KUBE_VERSION"; }
+[[ -f "$upstream_mod" ]] || proxy_hint "k8s.io/kubernetes@$KUBE_VERSION" "$modjson"
 staging_version="v0.${KUBE_VERSION#v1.}"
 mapfile -t staging < <(awk '$2 == "v0.0.0" && $1 ~ /^k8s\.io\// {print $1}' "$upstream_mod" | sort -u)
 (( ${#staging[@]} > 10 )) || { echo "build.sh: found no staging modules in $upstream_mod" >&2; exit 1; }
@@ -114,9 +117,9 @@ GO
 
 log "resolving modules (${#staging[@]} staging modules pinned to $staging_version)"
 (cd "$work/kubernetes" && go mod tidy >"$work/tidy.log" 2>&1) \
-  || { tail -5 "$work/tidy.log" >&2; proxy_hint "the modules of k8s.io/kubernetes@$KUBE_VERSION"; }
-(cd "$work/etcd" && go mod tidy >>"$work/tidy.log" 2>&1) \
-  || { tail -5 "$work/tidy.log" >&2; proxy_hint "go.etcd.io/etcd/server/v3@$ETCD_VERSION"; }
+  || proxy_hint "the modules of k8s.io/kubernetes@$KUBE_VERSION" "$(tail -1 "$work/tidy.log")"
+(cd "$work/etcd" && go mod tidy >"$work/tidy.log" 2>&1) \
+  || proxy_hint "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "$(tail -1 "$work/tidy.log")"
 
 # /version must report a real release, as a packaged apiserver would.
 minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
@@ -133,7 +136,7 @@ log "compiling etcd"
 (cd "$work/etcd" && go build -trimpath -ldflags "-s -w" -o "$stage/etcd" go.etcd.io/etcd/server/v3)
 
 "$stage/kube-apiserver" --version >&2
-"$stage/etcd" --version | head -1 >&2
+"$stage/etcd" --version >&2
 
 # Publish all three at once, so a killed build never leaves a half-filled bin directory.
 rm -rf "$bin"

@@ -216,12 +216,13 @@ def _stop_process(proc: _Process, grace: float) -> None:
     if proc.popen.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.popen.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
+    try:
         proc.popen.wait(timeout=grace)
-    # Also sweeps any child the process may have left in its group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.popen.pid, signal.SIGKILL)
-    proc.popen.wait()
+    except subprocess.TimeoutExpired:
+        # Only while the leader is unreaped is its pid sure to still name this group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait()
 
 
 _live: set[ControlPlane] = set()

@@ -107,7 +107,7 @@ def test_server_side_dry_run_refuses_an_invalid_deployment_with_the_servers_mess
         check=False,
     )
     assert bad.returncode != 0
-    assert 'Deployment.apps "bad" is invalid' in bad.stderr
+    assert 'The Deployment "bad" is invalid: spec.template.metadata.labels' in bad.stderr
     assert "`selector` does not match template `labels`" in bad.stderr
 
     good = kube.kubectl(

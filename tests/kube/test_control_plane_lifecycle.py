@@ -122,10 +122,25 @@ def test_an_interrupted_owner_leaves_no_process_behind(kube_binaries, signum):
         )
         assert_nothing_left(pids, ports, workdir)
         if signum == signal.SIGKILL:
-            assert workdir.exists()
-            assert workdir in localkube.sweep_stale_workdirs()
+            # Any control plane start sweeps dead owners' dirs (another run may already have).
+            localkube.sweep_stale_workdirs()
         assert not workdir.exists()
     finally:
         if owner.poll() is None:
             owner.kill()
             owner.wait()
+
+
+def test_the_sweep_removes_only_work_dirs_whose_owner_has_died(tmp_path):
+    dead_owner = subprocess.Popen(["true"])
+    dead_owner.wait()
+    orphaned = tmp_path / f"{localkube.WORKDIR_PREFIX}orphaned"
+    owned = tmp_path / f"{localkube.WORKDIR_PREFIX}owned"
+    unrelated = tmp_path / f"{localkube.WORKDIR_PREFIX}no-owner-file"
+    for directory, owner in [(orphaned, dead_owner.pid), (owned, os.getpid()), (unrelated, None)]:
+        directory.mkdir()
+        if owner is not None:
+            (directory / "owner.pid").write_text(str(owner))
+
+    assert localkube.sweep_stale_workdirs(tmp_path) == [orphaned]
+    assert not orphaned.exists() and owned.exists() and unrelated.exists()
