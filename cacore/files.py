@@ -9,7 +9,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,14 +71,24 @@ class AtomicDirectoryWriter:
     The swap is atomic without fsync. ``durable`` adds fsyncs so the set also survives a power
     cut; it costs milliseconds per write and buys little for a set that is re-issued on start
     when it is not valid, so, like kubelet, the default is off.
+
+    A replaced version is kept for ``grace_seconds`` after its successor was written: a reader
+    that resolved ``..data`` just before the swap can still finish reading a complete set.
     """
 
     def __init__(
-        self, directory: Path, owner: Ownership = Ownership(), durable: bool = False
+        self,
+        directory: Path,
+        owner: Ownership = Ownership(),
+        durable: bool = False,
+        grace_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = directory
         self.owner = owner
         self.durable = durable
+        self.grace_seconds = grace_seconds
+        self.clock = clock
 
     def write(self, files: Mapping[str, bytes], private: set[str]) -> Path:
         """Publish ``files`` as the new set; ``private`` names get the private mode. On any error
@@ -96,6 +107,8 @@ class AtomicDirectoryWriter:
             _chown(version, self.owner)
             if self.durable:
                 _fsync_dir(version)
+            # Visible names first: a reader that finds ..data must also find every name in it.
+            self._link_visible_names(set(files))
             tmp_link = self.directory / _TMP_LINK
             with contextlib.suppress(FileNotFoundError):
                 tmp_link.unlink()
@@ -104,10 +117,10 @@ class AtomicDirectoryWriter:
         except BaseException:
             shutil.rmtree(version, ignore_errors=True)
             raise
-        self._link_visible_names(set(files))
+        self._unlink_dropped_names(set(files))
         if self.durable:
             _fsync_dir(self.directory)
-        self._remove_old_versions(keep=version.name)
+        self.remove_replaced_versions()
         return version
 
     def _write_version_file(self, path: Path, content: bytes, mode: int) -> None:
@@ -131,17 +144,42 @@ class AtomicDirectoryWriter:
                 tmp.unlink()
             tmp.symlink_to(target)
             os.replace(tmp, link)
+
+    def _unlink_dropped_names(self, names: set[str]) -> None:
         for entry in self.directory.iterdir():
             if entry.is_symlink() and not entry.name.startswith(".") and entry.name not in names:
                 target = os.readlink(entry)
                 if target.startswith(f"{DATA_LINK}/"):
                     entry.unlink()
 
-    def _remove_old_versions(self, keep: str) -> None:
-        for entry in self.directory.iterdir():
-            stale = entry.name.startswith("..") and entry.name not in (keep, DATA_LINK, _TMP_LINK)
-            if stale and entry.is_dir() and not entry.is_symlink():
+    def remove_replaced_versions(self) -> int:
+        """Remove versions replaced more than ``grace_seconds`` ago, and half-written ones left by
+        a crash; returns how many replaced versions are still kept. Call it again later (e.g. on
+        a timer) to clean up what the grace period kept."""
+        try:
+            current = os.readlink(self.directory / DATA_LINK)
+            # Version names start with their creation time, so sorting orders them in time.
+            versions = sorted(
+                entry
+                for entry in self.directory.iterdir()
+                if entry.name.startswith("..") and entry.is_dir() and not entry.is_symlink()
+            )
+        except OSError:
+            return 0
+        now, kept = self.clock(), 0
+        for index, entry in enumerate(versions):
+            if entry.name == current:
+                continue
+            successor = versions[index + 1] if index + 1 < len(versions) else entry
+            try:
+                replaced_at = successor.stat().st_mtime
+            except OSError:
+                continue
+            if now - replaced_at >= self.grace_seconds:
                 shutil.rmtree(entry, ignore_errors=True)
+            else:
+                kept += 1
+        return kept
 
     def read(self) -> dict[str, bytes] | None:
         """The current set as one consistent snapshot, or None if nothing was published."""

@@ -17,13 +17,12 @@ from pathlib import Path
 from cacore.client import Issuance
 from cacore.credentials import credential_files
 from cacore.errors import CAError, CARefused, Throttled
-from cacore.files import DATA_LINK, read_credential_set
+from cacore.files import DATA_LINK, AtomicDirectoryWriter, read_credential_set
 from cacore.keys import KeySpec, private_key_pem
 from cacore.renewal import backoff_delay
 from cacore.request import CertificateRequest
 from sidecar.decide import Decision, Policy, decide, readiness_problem
 from sidecar.observe import Observed, observe
-from sidecar.publish import GraceWriter
 from sidecar.settings import Settings
 from sidecar.state import State
 
@@ -32,6 +31,9 @@ log = logging.getLogger("sidecar.loop")
 WRITE_FAILED = "WriteFailed"
 INTERNAL_ERROR = "InternalError"
 HEARTBEAT_SECONDS = 10.0
+# A replaced credential set stays readable this long, so a reader that resolved ..data just
+# before a swap never finds its files deleted under it.
+REPLACED_VERSION_GRACE_SECONDS = 5.0
 
 Issuer = Callable[[CertificateRequest, KeySpec], Issuance]
 Notifier = Callable[[Mapping[str, object]], object]
@@ -88,7 +90,9 @@ class RenewalLoop:
         self.monotonic = monotonic
         self.rand = rand
         self.heartbeat = heartbeat
-        self.writer = GraceWriter(settings.output_dir, settings.ownership)
+        self.writer = AtomicDirectoryWriter(
+            settings.output_dir, settings.ownership, grace_seconds=REPLACED_VERSION_GRACE_SECONDS
+        )
         self._stale_versions = 0
         self.policy = Policy(
             point=settings.renewal_point,
@@ -147,7 +151,7 @@ class RenewalLoop:
         """Look, decide, maybe act; returns how long to wait before the next step."""
         self.state.beat()
         if self._stale_versions:
-            self._stale_versions = self.writer.remove_stale()
+            self._stale_versions = self.writer.remove_replaced_versions()
         mono = self.monotonic()
         if self.retry_at is not None and mono < self.retry_at:
             return self.retry_at - mono

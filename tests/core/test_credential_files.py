@@ -120,3 +120,21 @@ def test_single_files_are_replaced_atomically_with_their_mode(tmp_path):
     assert target.read_bytes() == b"two"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     assert [p.name for p in target.parent.iterdir()] == ["ca-bundle.pem"]
+
+
+def test_a_replaced_version_stays_readable_for_the_grace_period_then_goes(tmp_path):
+    now = [1_000_000_000.0]
+    writer = AtomicDirectoryWriter(tmp_path, grace_seconds=5, clock=lambda: now[0])
+    first, names = issued_files()
+    old_version = writer.write(first, names.private())
+    os.utime(old_version, (now[0], now[0]))
+    second, _ = issued_files()
+    new_version = writer.write(second, names.private())
+    os.utime(new_version, (now[0], now[0]))
+    now[0] += 4
+    assert writer.remove_replaced_versions() == 1
+    assert (old_version / "tls.key").read_bytes() == first["tls.key"]
+    now[0] += 2
+    assert writer.remove_replaced_versions() == 0
+    assert not old_version.exists()
+    assert read_credential_set(tmp_path) == second
