@@ -186,7 +186,9 @@ class Reconciler:
         self.logger.log(level, message, extra={"fields": fields})
 
     async def _report(self, desired: Mapping[str, Any]) -> None:
-        current = self.state.last_status or dict(self.body.get("status") or {})
+        current = self.state.last_status
+        if current is None:
+            current = dict(self.body.get("status") or {})
         patch = status.merge_patch(current, desired)
         if patch is None:
             return
@@ -214,10 +216,10 @@ class Reconciler:
         """One pass; returns seconds until the next one is due without any event."""
         settings, now = self.ctx.settings, self.ctx.clock()
         generation = self.body["metadata"].get("generation")
-        current = self.state.last_status or dict(self.body.get("status") or {})
-        if self.state.last_status is not None and self.body.get("status"):
-            # The live body catches up with our own writes; once it has, it is the truth.
-            current = dict(self.body["status"])
+        # What this daemon last wrote is newer than the live body until the watch catches up.
+        current = self.state.last_status
+        if current is None:
+            current = dict(self.body.get("status") or {})
         try:
             cert = parse_spec(self.body.get("spec") or {})
             self.secret_name = cert.secret_name

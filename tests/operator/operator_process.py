@@ -181,12 +181,12 @@ class OperatorProcess:
         with _opener.open(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
             return response.read().decode()
 
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
+    def metric(self, metric_name: str, /, **labels: str) -> float:
+        """Sum of the samples of ``metric_name`` whose labels include ``labels`` (0 when absent)."""
         total = 0.0
         for line in self.metrics_text().splitlines():
             match = re.match(r"^([a-zA-Z_:]+)(\{[^}]*\})? ([0-9.eE+-]+)$", line)
-            if not match or match.group(1) != name:
+            if not match or match.group(1) != metric_name:
                 continue
             found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
             if all(found.get(k) == v for k, v in labels.items()):
