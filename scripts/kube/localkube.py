@@ -38,6 +38,7 @@ WORKDIR_PREFIX = "lcc-kube-"
 # Controllers that make the API behave like a cluster's: ownerReference GC, namespace
 # deletion, default ServiceAccounts, Deployments producing ReplicaSets and (Pending) Pods.
 CONTROLLERS = "garbagecollector,namespace,serviceaccount,deployment,replicaset"
+START_ATTEMPTS = 3
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 T = TypeVar("T")
@@ -45,6 +46,10 @@ T = TypeVar("T")
 
 class KubeError(RuntimeError):
     """The control plane or its tools could not be built, started or used."""
+
+
+class PortTaken(KubeError):
+    """A process could not bind the loopback port picked for it."""
 
 
 # --- pinned versions and cached binaries ------------------------------------------------------
@@ -124,16 +129,21 @@ def wait_for(
     timeout: float = 60.0,
     interval: float = 0.2,
     message: str = "condition",
+    ignore: tuple[type[Exception], ...] = (Exception,),
 ) -> T:
-    """Poll until predicate() returns something truthy and return it; TimeoutError otherwise."""
+    """Poll until predicate() returns something truthy and return it; TimeoutError otherwise.
+
+    Exceptions of the `ignore` types count as "not yet" (a poll may fail while the thing
+    comes up); any other exception ends the wait at once.
+    """
     deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
+    last_error: Exception | None = None
     while True:
         try:
             result = predicate()
             if result:
                 return result
-        except Exception as err:  # a poll may fail while the thing comes up
+        except ignore as err:
             last_error = err
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_error})" if last_error else ""
@@ -301,14 +311,26 @@ class ControlPlane:
     ) -> ControlPlane:
         _install_handlers()
         sweep_stale_workdirs()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return cls._start_once(binaries, timeout, keep_workdir, wait_for_controllers)
+            except PortTaken:
+                # A free port was taken by someone else between probing it and binding it.
+                if attempt == START_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(
+        cls, binaries: Binaries, timeout: float, keep_workdir: bool, wait_for_controllers: bool
+    ) -> ControlPlane:
         workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
         (workdir / "owner.pid").write_text(str(os.getpid()))
         ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port()}
-        server = f"https://127.0.0.1:{ports['apiserver']}"
         plane = cls(
             workdir=workdir,
             kubeconfig=workdir / "kubeconfig",
-            server=server,
+            server=f"https://127.0.0.1:{ports['apiserver']}",
             ports=ports,
             binaries=binaries,
             keep_workdir=keep_workdir,
@@ -410,9 +432,11 @@ class ControlPlane:
         for proc in self._procs:
             code = proc.popen.poll()
             if code is not None:
-                raise KubeError(
+                tail = proc.tail()
+                error = PortTaken if "address already in use" in tail else KubeError
+                raise error(
                     f"{proc.name} exited with code {code} while starting; "
-                    f"last lines of {proc.log}:\n{proc.tail()}"
+                    f"last lines of {proc.log}:\n{tail}"
                 )
 
     def _wait_ready(self, pki: Pki, started: float, timeout: float) -> None:
@@ -450,7 +474,8 @@ class ControlPlane:
     ) -> None:
         remaining = max(0.0, timeout - (time.monotonic() - started))
         try:
-            wait_for(predicate, remaining, interval, what)
+            # No exception is ignored: a process that died must end the wait at once.
+            wait_for(predicate, remaining, interval, what, ignore=())
         except TimeoutError as err:
             logs = "\n".join(f"--- {p.name} ({p.log}):\n{p.tail()}" for p in self._procs)
             raise KubeError(f"{err}\n{logs}") from None

@@ -6,6 +6,7 @@ LCC_USE_EXISTING_CLUSTER=1 points the other tests at an existing cluster.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -144,3 +145,26 @@ def test_the_sweep_removes_only_work_dirs_whose_owner_has_died(tmp_path):
 
     assert localkube.sweep_stale_workdirs(tmp_path) == [orphaned]
     assert not orphaned.exists() and owned.exists() and unrelated.exists()
+
+
+def test_a_component_that_dies_while_starting_fails_the_start_with_its_log(kube_binaries, tmp_path):
+    broken = tmp_path / "bin"
+    broken.mkdir()
+    (broken / "etcd").symlink_to(kube_binaries.etcd)
+    (broken / "kube-controller-manager").symlink_to(kube_binaries.controller_manager)
+    apiserver = broken / "kube-apiserver"
+    apiserver.write_text(
+        "#!/bin/sh\necho 'E0101 refusing to serve: broken on purpose' >&2\nexit 3\n"
+    )
+    apiserver.chmod(0o755)
+    binaries = localkube.Binaries(kube_bin=broken, tools_bin=kube_binaries.tools_bin)
+    with pytest.raises(localkube.KubeError) as failed:
+        localkube.ControlPlane.start(binaries, timeout=60)
+
+    message = str(failed.value)
+    assert "kube-apiserver exited with code 3 while starting" in message
+    assert "broken on purpose" in message
+    log = Path(re.search(r"last lines of (\S+):", message).group(1))
+    assert log.name == "kube-apiserver.log"
+    assert not log.parent.exists()
+    assert processes_mentioning(str(log.parent)) == []
