@@ -57,6 +57,12 @@ class KubeApi:
     async def get_secret(self, namespace: str, name: str) -> dict | None:
         return await self._call(self._core.read_namespaced_secret, name, namespace)
 
+    async def namespace_terminating(self, namespace: str) -> bool:
+        """Whether the namespace is going away: its Secrets are being deleted and new ones are
+        refused, so a certificate issued now would be wasted."""
+        found = await self._call(self._core.read_namespace, namespace)
+        return found is None or (found.get("status") or {}).get("phase") == "Terminating"
+
     async def put_secret(self, namespace: str, body: Mapping[str, Any]) -> dict:
         """Create the Secret, or overwrite it unconditionally: once a certificate is issued,
         losing the write to a conflict would cost another CA invocation."""

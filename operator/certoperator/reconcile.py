@@ -269,6 +269,10 @@ class Reconciler:
         wait_until = may_issue(self.state.failure, digest, now, settings.retry, random.random())
         if wait_until is not None:
             return self._until(wait_until, now)
+        if await self.ctx.kube.namespace_terminating(self.namespace):
+            # Namespace deletion removes Secrets before this resource: not a reason to issue.
+            self._log(logging.INFO, "namespace terminating; not issuing", reason=verdict.reason)
+            return settings.retry.cap
         return await asyncio.shield(
             self._issue(cert, issuer, config, digest, verdict, still_valid, current, generation)
         )

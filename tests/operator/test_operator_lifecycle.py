@@ -97,12 +97,17 @@ def test_of_two_peered_operators_only_the_higher_priority_one_acts(
     try:
         ns, names = kube_namespace, [f"peer{i}" for i in range(4)]
         before = local_ca.stats()["invocations"]
+        leader_before = leader.metric("clientcert_ca_invocations_total")
         apply(cluster, *[certificate_manifest(n, ns) for n in names])
         all_ready(cluster, ns, names)
         assert local_ca.stats()["invocations"] - before == len(names)
-        assert leader.metric("clientcert_ca_invocations_total") == len(names)
+        assert leader.metric("clientcert_ca_invocations_total") - leader_before == len(names)
         assert follower.metric("clientcert_ca_invocations_total") == 0
-        follower.alive()
+        # The leader leaves (its peering record goes with it): the follower takes over.
+        leader.stop()
+        apply(cluster, certificate_manifest("late", ns))
+        all_ready(cluster, ns, ["late"])
+        assert follower.metric("clientcert_ca_invocations_total") == 1
     finally:
         follower.stop()
         leader.stop()
