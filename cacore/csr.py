@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from cacore.errors import InvalidRequest
+from cacore.inspect import sans_of
 from cacore.keys import KEY_ALGORITHMS, KeySpec
 from cacore.request import San
 
@@ -109,16 +110,4 @@ def requested_sans(csr: x509.CertificateSigningRequest) -> tuple[San, ...]:
         ext = csr.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
     except (x509.ExtensionNotFound, ValueError):
         return ()
-    sans: list[San] = []
-    for name in ext:
-        if isinstance(name, x509.DNSName):
-            sans.append(San("DNS_NAME", name.value))
-        elif isinstance(name, x509.IPAddress):
-            sans.append(San("IP_ADDRESS", str(name.value)))
-        elif isinstance(name, x509.RFC822Name):
-            sans.append(San("EMAIL_ADDRESS", name.value))
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            sans.append(San("URL", name.value))
-        elif isinstance(name, x509.DirectoryName):
-            sans.append(San("DN", name.value.rfc4514_string()))
-    return tuple(sans)
+    return sans_of(ext)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from cacore.keys import PrivateKey, public_key_bytes
+from cacore.request import San
 
 _PEM_END = b"-----END CERTIFICATE-----"
 
@@ -66,22 +68,43 @@ def summarize(cert: x509.Certificate) -> CertificateSummary:
 
 
 def san_strings(cert: x509.Certificate) -> tuple[str, ...]:
+    labels = {
+        "DNS_NAME": "DNS",
+        "IP_ADDRESS": "IP",
+        "EMAIL_ADDRESS": "email",
+        "URL": "URI",
+        "DN": "DirName",
+    }
+    return tuple(f"{labels.get(san.type, san.type)}:{san.value}" for san in certificate_sans(cert))
+
+
+_SAN_TYPES = {
+    x509.DNSName: "DNS_NAME",
+    x509.IPAddress: "IP_ADDRESS",
+    x509.RFC822Name: "EMAIL_ADDRESS",
+    x509.UniformResourceIdentifier: "URL",
+    x509.DirectoryName: "DN",
+}
+
+
+def sans_of(names: Iterable[x509.GeneralName]) -> tuple[San, ...]:
+    """The contract's typed SANs for the names of a certificate's or a CSR's SAN extension."""
+    sans = []
+    for name in names:
+        san_type = _SAN_TYPES.get(type(name))
+        if san_type:
+            value = (
+                name.value.rfc4514_string() if isinstance(name, x509.DirectoryName) else name.value
+            )
+            sans.append(San(san_type, str(value)))
+    return tuple(sans)
+
+
+def certificate_sans(cert: x509.Certificate) -> tuple[San, ...]:
     try:
-        ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        return sans_of(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         return ()
-    labels = {
-        x509.DNSName: "DNS",
-        x509.IPAddress: "IP",
-        x509.RFC822Name: "email",
-        x509.UniformResourceIdentifier: "URI",
-        x509.DirectoryName: "DirName",
-    }
-    out = []
-    for name in ext:
-        value = name.value.rfc4514_string() if isinstance(name, x509.DirectoryName) else name.value
-        out.append(f"{labels.get(type(name), 'other')}:{value}")
-    return tuple(out)
 
 
 def key_matches(cert: x509.Certificate, key: PrivateKey | object) -> bool:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cacore import inspect
 from cacore.keys import KeySpec, key_spec_of
 from cacore.names import is_domain_name
 from cacore.renewal import RenewalPoint, renewal_time, with_jitter
@@ -173,23 +174,7 @@ def expected_sans(request: CertificateRequest) -> frozenset[tuple[str, str]]:
 
 
 def certificate_sans(cert: x509.Certificate) -> frozenset[tuple[str, str]]:
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return frozenset()
-    out = set()
-    for name in names:
-        if isinstance(name, x509.DNSName):
-            out.add(_normal_san("DNS_NAME", name.value))
-        elif isinstance(name, x509.IPAddress):
-            out.add(_normal_san("IP_ADDRESS", str(name.value)))
-        elif isinstance(name, x509.RFC822Name):
-            out.add(_normal_san("EMAIL_ADDRESS", name.value))
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            out.add(_normal_san("URL", name.value))
-        elif isinstance(name, x509.DirectoryName):
-            out.add(_normal_san("DN", name.value.rfc4514_string()))
-    return frozenset(out)
+    return frozenset(_normal_san(s.type, s.value) for s in inspect.certificate_sans(cert))
 
 
 def sans_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Problem:
