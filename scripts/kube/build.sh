@@ -10,7 +10,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck disable=SC1091  # pins only: plain KEY=VALUE lines
 source "$here/versions.env"
 
 cache="${LCC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lambda-client-certs}"
@@ -144,5 +144,5 @@ mv "$stage" "$bin"
 chmod 0755 "$bin" "$bin"/*
 rm -rf "$work"
 echo "$((SECONDS - start))" >"$cache/kube/$key/build-seconds"
-log "done: cold build took $((SECONDS - start)) s; cache uses $(du -sh "$cache" | cut -f1)"
+log "done: build took $((SECONDS - start)) s; cache uses $(du -sh "$cache" | cut -f1)"
 finish
