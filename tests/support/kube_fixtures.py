@@ -48,8 +48,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         existing = kubehandle.use_existing_cluster()
     except localkube.KubeError:
         return  # the `kube` fixture reports the misconfiguration in each test
-    needs_local = "kube_binaries" if existing else "kube"
-    if not any(needs_local in getattr(item, "fixturenames", ()) for item in session.items):
+    builds = {"kube_binaries"} if existing else {"kube", "kube_binaries"}
+    if not any(builds & set(getattr(item, "fixturenames", ())) for item in session.items):
         return
     if localkube.binaries_cached():
         return
