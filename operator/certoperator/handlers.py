@@ -55,7 +55,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         metrics.serve(config.metrics_address, config.metrics_port)
     memo.ctx = Context(
         settings=config,
-        kube=KubeApi(workers=max(8, 2 * config.max_concurrent)),
+        kube=KubeApi(workers=max(4, config.max_concurrent)),
         issuer=Issuer(metrics, config.max_concurrent),
         metrics=metrics,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,6 +19,7 @@ from certoperator.api import CERT_PLURAL, GROUP, VERSION
 from certoperator.policy import SecretView
 
 _MERGE_PATCH = "application/merge-patch+json"
+NAMESPACE_CACHE_SECONDS = 5.0
 
 
 class KubeApi:
@@ -35,6 +37,7 @@ class KubeApi:
         self._custom = kubernetes.client.CustomObjectsApi(self._client)
         self._api_exception = kubernetes.client.ApiException
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="kube")
+        self._active_namespaces: dict[str, float] = {}
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict | None:
         """The call's JSON body, or None for 404."""
@@ -59,9 +62,16 @@ class KubeApi:
 
     async def namespace_terminating(self, namespace: str) -> bool:
         """Whether the namespace is going away: its Secrets are being deleted and new ones are
-        refused, so a certificate issued now would be wasted."""
+        refused, so a certificate issued now would be wasted. An active namespace is
+        remembered for a few seconds: a burst of issuances costs one read, not one each."""
+        now = time.monotonic()
+        if self._active_namespaces.get(namespace, 0.0) > now:
+            return False
         found = await self._call(self._core.read_namespace, namespace)
-        return found is None or (found.get("status") or {}).get("phase") == "Terminating"
+        terminating = found is None or (found.get("status") or {}).get("phase") == "Terminating"
+        if not terminating:
+            self._active_namespaces[namespace] = now + NAMESPACE_CACHE_SECONDS
+        return terminating
 
     async def put_secret(self, namespace: str, body: Mapping[str, Any]) -> dict:
         """Create the Secret, or overwrite it unconditionally: once a certificate is issued,

@@ -70,8 +70,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates its own malloc arena (up to 8 per core); with the
+    API and CA thread pools that fragments into tens of MB of RSS for nothing. Two arenas cost
+    nothing measurable here. Must run before the pools start; a no-op off glibc."""
+    import ctypes
+    import ctypes.util
+
+    m_arena_max = -8  # from malloc.h
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(m_arena_max, arenas)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    limit_malloc_arenas()
     for attribute, name in _FLAG_ENV.items():
         value = getattr(args, attribute)
         if value is not None:
