@@ -275,6 +275,7 @@ RULES = [
     "secrets: create, update",
     "secrets: patch",
     "events: create",
+    "namespaces: get",
     "clusterkopfpeerings: get, list, watch, patch",
 ]
 
