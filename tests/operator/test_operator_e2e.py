@@ -157,7 +157,8 @@ def test_deleting_the_resource_garbage_collects_the_secret(cluster, operator, ku
     apply(cluster, certificate_manifest("gone", ns))
     ready(cluster, ns, "gone")
     cluster.kubectl("delete", "clientcertificate", "gone", "-n", ns, "--wait=true", "--timeout=30s")
-    wait_for(lambda: get(cluster, "secret", "gone-tls", ns) is None, 30, message="Secret GC")
+    # The garbage collector learns new CRDs by rediscovery (every 30 s): allow for it.
+    wait_for(lambda: get(cluster, "secret", "gone-tls", ns) is None, 90, message="Secret GC")
 
 
 @pytest.mark.parametrize(
