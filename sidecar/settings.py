@@ -183,7 +183,8 @@ def raw_values(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, str
             dest=option.name,
             default=None,
             metavar=option.metavar,
-            help=f"{option.help} [{option.variables[0]}]",
+            # argparse treats % in help as a format directive ("70%" would crash --help).
+            help=f"{option.help} [{option.variables[0]}]".replace("%", "%%"),
         )
     args = parser.parse_args(list(argv))
     values: dict[str, str | None] = {}

@@ -120,3 +120,17 @@ def test_metrics_are_valid_prometheus_text():
     not_after = families["cert_sidecar_certificate_not_after_timestamp_seconds"].samples[0]
     assert not_after.value == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
     assert re.search(r"^cert_sidecar_ready 1\.0$", render_metrics(state), re.M)
+
+
+def test_help_lists_every_setting_with_its_variable():
+    import subprocess
+    import sys
+
+    from sidecar.settings import OPTIONS
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    for option in OPTIONS:
+        assert option.variables[0] in result.stdout
