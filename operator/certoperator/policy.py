@@ -125,6 +125,18 @@ def facts_of(inp: Input, material: Material) -> Facts | None:
     )
 
 
+def issued_facts(
+    certificate: x509.Certificate, point: RenewalPoint, jitter: float, issued_at: datetime
+) -> Facts:
+    """Facts of a certificate just issued (and verified by the client)."""
+    return Facts(
+        serial=certificate.serial_number,
+        not_before=certificate.not_valid_before_utc,
+        not_after=certificate.not_valid_after_utc,
+        renewal_time=renew_at(certificate, point, jitter, issued_at),
+    )
+
+
 Check = Callable[[Input, Material], Verdict | None]
 
 

@@ -46,6 +46,7 @@ from certoperator.policy import (
     Input,
     Verdict,
     evaluate,
+    issued_facts,
     may_issue,
     retry_at,
     template_drift,
@@ -336,20 +337,8 @@ class Reconciler:
         self.ctx.written[key] = str(written.get("metadata", {}).get("resourceVersion", ""))
         self.state.failure = None
         outcome = reasons.success_reason(verdict.reason)
-        written_view = secret_view(written)
-        facts_verdict, facts = evaluate(
-            Input(
-                owner_uid=self.body["metadata"]["uid"],
-                spec_hash=digest,
-                renewal=cert.renewal,
-                secret=written_view,
-                previously_issued=True,
-                now=now,
-                jitter=settings.jitter,
-            )
-        )
-        if facts is None:  # the CA gave a certificate that is already due: report, do not loop
-            raise kopf.PermanentError(f"issued certificate is unusable: {facts_verdict}")
+        # cacore verified key and chain already: the facts come straight from the certificate.
+        facts = issued_facts(issuance.certificate.certificate, cert.renewal, settings.jitter, now)
         serial = issuance.certificate.serial
         message = (
             f"Certificate {serial} issued into Secret {cert.secret_name} "
@@ -361,4 +350,12 @@ class Reconciler:
         kopf.info(self.body, reason=outcome, message=message)
         await self._report(status.ready(current, facts, generation, now, reason=outcome))
         self._metrics("True", facts)
+        if facts.renewal_time <= now:
+            # renewBefore as long as the lifetime: renewing at once would loop on the CA.
+            self._log(
+                logging.WARNING,
+                "certificate due for renewal as soon as issued; check renewBefore",
+                renewal_time=format_time(facts.renewal_time),
+            )
+            return self.ctx.settings.retry.cap
         return self._until(facts.renewal_time, now)
