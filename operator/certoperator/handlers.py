@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
+import sys
 from typing import Any
 
 import kopf
@@ -20,12 +22,19 @@ from cacore.errors import CAError
 from cacore.renewal import backoff_delay
 from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, LABEL_CERTIFICATE, VERSION
 from certoperator.issuer import Issuer
-from certoperator.kube import KubeApi
+from certoperator.kube import Connection, KubeApi
 from certoperator.metrics import Metrics
 from certoperator.reconcile import Context, Reconciler
 from certoperator.settings import from_env
 
 log = logging.getLogger("certoperator")
+
+
+def _kubernetes_client_available() -> bool:
+    """False when absent, or kept out of the process by ``main.block_unused_modules``."""
+    if "kubernetes" in sys.modules:
+        return sys.modules["kubernetes"] is not None
+    return importlib.util.find_spec("kubernetes") is not None
 
 
 @kopf.on.startup()
@@ -55,7 +64,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         metrics.serve(config.metrics_address, config.metrics_port)
     memo.ctx = Context(
         settings=config,
-        kube=KubeApi(workers=max(4, config.max_concurrent)),
+        kube=KubeApi(CONNECTION),
         issuer=Issuer(metrics, config.max_concurrent),
         metrics=metrics,
     )
@@ -73,26 +82,34 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 
 # kopf's own session opens connections without limit: a burst of 300 finalizer patches became
-# ~300 TLS connections, each with its handshake (CPU on both sides) and ~300 KB of buffers that
-# stayed in RSS. A bounded pool costs nothing in throughput (the API server is the bottleneck).
-KOPF_CONNECTIONS = 24  # includes one long-lived connection per watch stream
+# hundreds of TLS connections, each with its handshake (CPU on both sides) and ~300 KB of buffers
+# that stayed in RSS. One bounded pool serves kopf and the operator's own calls.
+API_CONNECTIONS = 32  # includes one long-lived connection per watch stream
+CONNECTION = Connection()
 
 
 @kopf.on.login()
 async def login(logger: logging.Logger, settings: kopf.OperatorSettings, **_: Any) -> Any:
-    """kopf's usual login (the kubernetes client's kubeconfig/in-cluster logic), in a session
-    with a bounded connection pool."""
+    """kopf's usual credentials (in-cluster ServiceAccount, else kubeconfig; through the
+    kubernetes client's loader when it is installed, which also knows exec plugins), in a
+    session with a bounded connection pool that the operator's own calls share."""
     import aiohttp
 
-    info = kopf.login_via_client(logger=logger, settings=settings)
+    if _kubernetes_client_available():
+        info = kopf.login_via_client(logger=logger, settings=settings)
+    else:
+        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+            settings=settings
+        )
     if info is None:
         return None
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=KOPF_CONNECTIONS, ssl=info.as_ssl_context()),
+        connector=aiohttp.TCPConnector(limit=API_CONNECTIONS, ssl=info.as_ssl_context()),
         headers=info.as_http_headers(),
         proxy=info.proxy_url,
         trust_env=info.trust_env,
     )
+    CONNECTION.set(info.server, session)
     return kopf.AiohttpSession(
         server=info.server,
         default_namespace=info.default_namespace,
@@ -106,7 +123,6 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
         ctx.issuer.close()
-        ctx.kube.close()
 
 
 @kopf.index(GROUP, VERSION, CA_PLURAL)

@@ -103,7 +103,8 @@ def test_the_documented_rules_are_enough(
             }
         ),
     )
-    op = OperatorProcess.kopf_run(kube, local_ca, tmp_path / "op.log", "--peering=rbac")
+    # The packaged entry point, as the chart runs it: kopf's own login, no kubernetes client.
+    op = OperatorProcess.cli(kube, local_ca, tmp_path / "op.log", "--peering=rbac")
     op.env["KUBECONFIG"] = str(operator_identity)
     op.start()
     try:
