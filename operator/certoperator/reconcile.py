@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +48,7 @@ from certoperator.policy import (
     issued_facts,
     may_issue,
     retry_at,
+    stable_fraction,
     template_drift,
 )
 from certoperator.settings import OperatorSettings, ca_config_for
@@ -170,6 +170,14 @@ def secret_body(
     }
 
 
+def _retry_rand(failure: Failure | None) -> float:
+    """The jitter of a failure's retry, fixed by the failure itself, so every pass computes the
+    same retry time (and a restart as well)."""
+    if failure is None:
+        return 0.0
+    return stable_fraction(failure.attempts, format_time(failure.last_failure))
+
+
 class Reconciler:
     """Reconciles one object; one instance per daemon, so passes never overlap."""
 
@@ -264,10 +272,13 @@ class Reconciler:
             self._metrics("True", facts)
             return self._until(facts.renewal_time, now)
 
-        _, still_valid = (
-            evaluate(inp, chain=()) if verdict.reason == reasons.RENEWING else (None, None)
-        )
-        wait_until = may_issue(self.state.failure, digest, now, settings.retry, random.random())
+        # A renewal that fails leaves a certificate that is still good: Ready stays True.
+        still_valid = evaluate(inp, chain=())[1] if verdict.reason == reasons.RENEWING else None
+        failure = self.state.failure
+        if failure is not None and not failure.spec_hash:
+            # Restored from status after a restart: the spec it failed for is the current one.
+            failure = self.state.failure = replace(failure, spec_hash=digest)
+        wait_until = may_issue(failure, digest, now, settings.retry, _retry_rand(failure))
         if wait_until is not None:
             return self._until(wait_until, now)
         if await self.ctx.kube.namespace_terminating(self.namespace):
@@ -313,7 +324,7 @@ class Reconciler:
                 transient=error.retryable and not refused,
             )
             self.state.failure = failure
-            again = retry_at(failure, settings.retry, random.random())
+            again = retry_at(failure, settings.retry, _retry_rand(failure))
             self._log(
                 logging.WARNING,
                 "issuance failed",
