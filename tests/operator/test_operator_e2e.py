@@ -249,6 +249,23 @@ def test_issuance_recovers_by_itself_when_the_ca_comes_back(cluster, operator, c
     assert "failedIssuanceAttempts" not in obj["status"]
 
 
+@pytest.mark.parametrize(
+    "kind", ["throttle", "crash"], ids=["throttling is retried", "a crash is retried"]
+)
+def test_transient_faults_are_retried_with_one_invocation_each(
+    cluster, operator, ca, kube_namespace, kind
+):
+    ns = kube_namespace
+    before = ca.stats()["invocations"]
+    ca.inject(kind, count=2)
+    apply(cluster, certificate_manifest(f"retry-{kind}", ns))
+    obj = ready(cluster, ns, f"retry-{kind}", timeout=30)
+    assert ca.stats()["invocations"] - before == 3  # two faults, one success, nothing more
+    assert "failedIssuanceAttempts" not in obj["status"]
+    warnings = [e for e in events(cluster, ns, f"retry-{kind}") if e[:2] == ("Warning", "Failed")]
+    assert warnings, "each failed attempt posts a Failed warning"
+
+
 def test_renewal_point_brings_a_new_serial_and_a_new_key(cluster, operator, kube_namespace):
     ns = kube_namespace
     # Renew 6 seconds after issuance: renewBefore is the lifetime minus 6 s.
