@@ -27,6 +27,12 @@ def cluster(kube, local_ca):
     return kube
 
 
+def drain(kube, ns):
+    """Delete the namespace's ClientCertificates while an operator still runs to remove its
+    finalizer, so the namespace does not stay Terminating after the test."""
+    kube.kubectl("delete", "clientcertificates", "--all", "-n", ns, "--timeout=60s", check=False)
+
+
 def all_ready(kube, ns, names):
     def check():
         objs = [get(kube, "clientcertificate", n, ns) for n in names]
@@ -67,6 +73,7 @@ def test_a_restarted_operator_reissues_nothing_that_is_valid(
         assert second.metric("clientcert_ca_invocations_total") == 0
         assert [o["status"]["serialNumber"] for o in all_ready(cluster, ns, names)] == serials
     finally:
+        drain(cluster, ns)
         second.stop()
 
 
@@ -109,5 +116,6 @@ def test_of_two_peered_operators_only_the_higher_priority_one_acts(
         all_ready(cluster, ns, ["late"])
         assert follower.metric("clientcert_ca_invocations_total") == 1
     finally:
+        drain(cluster, kube_namespace)
         follower.stop()
         leader.stop()
