@@ -62,6 +62,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     metrics = Metrics()
     if config.metrics_port:
         metrics.serve(config.metrics_address, config.metrics_port)
+    memo.generations = {}  # (namespace, name) -> last generation seen, see _spec_changed
     memo.ctx = Context(
         settings=config,
         kube=KubeApi(CONNECTION),
@@ -140,7 +141,6 @@ async def reconcile(
     memo: kopf.Memo,
     lambdacas: kopf.Index,
     stopped: kopf.DaemonStopped,
-    logger: logging.Logger,
     **_: Any,
 ) -> None:
     ctx: Context = memo.ctx
@@ -156,9 +156,6 @@ async def reconcile(
                 errors = 0
             except asyncio.CancelledError:
                 raise
-            except kopf.PermanentError as error:
-                logger.error(f"reconciliation stopped: {error}")
-                delay = ctx.settings.resync_seconds
             except Exception as error:  # the API server or a bug: retry, never stop for good
                 errors += 1
                 delay = backoff_delay(errors, ctx.settings.retry.base, ctx.settings.retry.cap)
@@ -174,6 +171,9 @@ async def reconcile(
             del ctx.wakers[key]
         if body.get("metadata", {}).get("deletionTimestamp"):
             reconciler.forget()
+            memo.generations.pop(key, None)
+            if reconciler.secret_name is not None:
+                ctx.written.pop((key[0], reconciler.secret_name), None)
 
 
 def _spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
@@ -185,11 +185,6 @@ def _spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
         return False
     seen[key] = generation
     return True
-
-
-@kopf.on.startup()
-async def _generations(memo: kopf.Memo, **_: Any) -> None:
-    memo.generations = {}
 
 
 @kopf.on.event(GROUP, VERSION, CERT_PLURAL, when=_spec_changed)
