@@ -280,5 +280,26 @@ def test_renewal_point_brings_a_new_serial_and_a_new_key(cluster, operator, kube
     assert condition(renewed)["reason"] == "Renewed"
 
 
+def test_an_unknown_issuer_waits_until_its_lambdaca_appears(
+    cluster, operator, local_ca, kube_namespace
+):
+    ns, issuer = kube_namespace, f"later-{kube_namespace[-8:]}"
+    apply(cluster, certificate_manifest("waiting", ns, issuer=issuer))
+
+    def not_found():
+        obj = get(cluster, "clientcertificate", "waiting", ns)
+        return obj if condition(obj).get("reason") == "IssuerNotFound" else None
+
+    obj = wait_for(not_found, 30, message="Ready=False IssuerNotFound")
+    assert "spec.issuerRef.name" in condition(obj)["message"]
+    apply(cluster, lambdaca_manifest(issuer, local_ca))
+    try:
+        ready(cluster, ns, "waiting", timeout=30)
+        secret = get(cluster, "secret", "waiting-tls", ns)
+        assert secret["metadata"]["annotations"]["clientcerts.dev/issuer"] == issuer
+    finally:
+        cluster.kubectl("delete", "lambdaca", issuer, "--ignore-not-found")
+
+
 def test_the_liveness_endpoint_answers(operator):
     assert operator.healthy()
