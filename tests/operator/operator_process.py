@@ -35,6 +35,7 @@ def install_crds(kube: Any) -> None:
         "crd/clientcertificates.clientcerts.dev",
         "crd/lambdacas.clientcerts.dev",
         "crd/clusterkopfpeerings.kopf.dev",
+        "crd/kopfpeerings.kopf.dev",
     )
 
 
