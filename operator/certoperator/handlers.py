@@ -45,6 +45,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         raise kopf.PermanentError(str(error)) from error  # stops the operator with the reason
     # Events only when we post them (issued, renewed, refused, failed), never from log lines.
     settings.posting.loggers = False
+    # Serve exactly the CRDs installed before start (Helm installs crds/ first): the dynamic
+    # CRD scan would need cluster-wide read on every CRD, which least privilege rules out.
+    # A CRD upgrade takes effect at the next operator start (a chart upgrade rolls the pod).
+    settings.scanning.disabled = True
     settings.posting.level = logging.INFO
     # Our own finalizer name, so `kubectl get -o yaml` says whose it is. Kopf adds it because
     # daemons must be stopped before their object goes.

@@ -40,11 +40,6 @@ RULES = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {
-        "apiGroups": ["apiextensions.k8s.io"],
-        "resources": ["customresourcedefinitions"],
-        "verbs": ["list", "watch"],
-    },
-    {
         "apiGroups": ["kopf.dev"],
         "resources": ["clusterkopfpeerings"],
         "verbs": ["get", "list", "watch", "patch"],
