@@ -231,7 +231,7 @@ def test_operator_image_runs_the_operator_on_read_only_root(docker_engine, opera
         docker_engine,
         operator_image,
         "-c",
-        "import kopf, kubernetes, certoperator.main; print('operator ok')",
+        "import kopf, certoperator.handlers; print('operator ok')",
         flags=(*HARDENED, "--entrypoint", "python"),
     )
     assert "operator ok" in done.stdout
