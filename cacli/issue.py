@@ -6,14 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
-from cryptography import x509
-
 from cacore.client import CAClient
 from cacore.credentials import FileNames, credential_files
 from cacore.errors import InvalidRequest
 from cacore.files import AtomicDirectoryWriter, Ownership
-from cacore.inspect import summarize
-from cacore.keys import SUBJECT_OIDS, load_csr, parse_key_spec, private_key_pem
+from cacore.inspect import subject_fields, summarize
+from cacore.keys import load_csr, parse_key_spec, private_key_pem
 from cacore.request import (
     CertificateRequest,
     Subject,
@@ -100,18 +98,14 @@ def validate_as_flags(request: CertificateRequest) -> CertificateRequest:
         raise InvalidRequest(flag, error.message.split(": ", 1)[1]) from error
 
 
-def _csr_subject(csr: x509.CertificateSigningRequest) -> dict[str, str]:
-    by_oid = {oid: name for name, oid in SUBJECT_OIDS.items()}
-    return {by_oid[a.oid]: str(a.value) for a in csr.subject if a.oid in by_oid}
-
-
 def run(args: argparse.Namespace, client: CAClient) -> list[str]:
     """Issue and write; returns the summary lines. Nothing is written unless all succeeded."""
     names = FileNames.with_serverless_ca_names() if args.serverless_ca_names else FileNames()
     if args.csr:
         csr_pem = args.csr.read_bytes()
         request = with_subject_defaults(
-            request_from_args(args, validated=False), **_csr_subject(load_csr(csr_pem, "--csr"))
+            request_from_args(args, validated=False),
+            **subject_fields(load_csr(csr_pem, "--csr").subject),
         )
         issued = client.issue_csr(validate_as_flags(request), csr_pem)
         files = credential_files(b"", issued, names)

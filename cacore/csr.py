@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import ExtensionOID
 
+from cacore import inspect
 from cacore.errors import InvalidRequest
 from cacore.inspect import sans_of
 from cacore.keys import KEY_ALGORITHMS, KeySpec
@@ -17,16 +18,6 @@ from cacore.request import San
 PEM_CSR_BEGIN = b"-----BEGIN CERTIFICATE REQUEST-----"
 # Older OpenSSL releases and some HSM tools still write this header.
 _NEW_PEM_CSR_BEGIN = b"-----BEGIN NEW CERTIFICATE REQUEST-----"
-
-_SUBJECT_OIDS = {
-    "common_name": NameOID.COMMON_NAME,
-    "organization": NameOID.ORGANIZATION_NAME,
-    "organizational_unit": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "locality": NameOID.LOCALITY_NAME,
-    "state": NameOID.STATE_OR_PROVINCE_NAME,
-    "country": NameOID.COUNTRY_NAME,
-    "email_address": NameOID.EMAIL_ADDRESS,
-}
 
 
 def read_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
@@ -94,13 +85,7 @@ def signature_valid(csr: x509.CertificateSigningRequest) -> bool:
 
 def subject_fields(csr: x509.CertificateSigningRequest) -> dict[str, str]:
     """The CSR's subject as event keys (first value of each attribute)."""
-    fields: dict[str, str] = {}
-    for name, oid in _SUBJECT_OIDS.items():
-        values = csr.subject.get_attributes_for_oid(oid)
-        if values:
-            value = values[0].value
-            fields[name] = value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return fields
+    return inspect.subject_fields(csr.subject)
 
 
 def requested_sans(csr: x509.CertificateSigningRequest) -> tuple[San, ...]:

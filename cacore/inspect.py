@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from cacore.keys import PrivateKey, public_key_bytes
+from cacore.keys import SUBJECT_OIDS, PrivateKey, public_key_bytes
 from cacore.request import San
 
 _PEM_END = b"-----END CERTIFICATE-----"
@@ -76,6 +76,17 @@ def san_strings(cert: x509.Certificate) -> tuple[str, ...]:
         "DN": "DirName",
     }
     return tuple(f"{labels.get(san.type, san.type)}:{san.value}" for san in certificate_sans(cert))
+
+
+def subject_fields(name: x509.Name) -> dict[str, str]:
+    """A subject as the contract's event keys (the first value of each attribute)."""
+    fields: dict[str, str] = {}
+    for field, oid in SUBJECT_OIDS.items():
+        values = name.get_attributes_for_oid(oid)
+        if values:
+            value = values[0].value
+            fields[field] = value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return fields
 
 
 _SAN_TYPES = {

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from cacore import inspect
-from cacore.keys import KeySpec, key_spec_of
+from cacore.keys import SUBJECT_OIDS, KeySpec, key_spec_of
 from cacore.names import is_domain_name
 from cacore.renewal import RenewalPoint, renewal_time, with_jitter
 from cacore.request import CertificateRequest, San
@@ -124,15 +124,6 @@ def readiness_problem(observed: Observed, now: datetime) -> Problem:
 
 # --- configuration checks: is it the certificate the settings ask for? --------------------
 
-_SUBJECT_OIDS = {
-    "common_name": NameOID.COMMON_NAME,
-    "organization": NameOID.ORGANIZATION_NAME,
-    "organizational_unit": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "locality": NameOID.LOCALITY_NAME,
-    "state": NameOID.STATE_OR_PROVINCE_NAME,
-    "country": NameOID.COUNTRY_NAME,
-    "email_address": NameOID.EMAIL_ADDRESS,
-}
 _PURPOSE_OIDS = {
     "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH,
     "server_auth": ExtendedKeyUsageOID.SERVER_AUTH,
@@ -142,7 +133,7 @@ _PURPOSE_OIDS = {
 def subject_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Problem:
     # Only the configured attributes are compared: the CA may fill others in from its defaults.
     for name, wanted in request.subject.fields().items():
-        found = [str(a.value) for a in cert.subject.get_attributes_for_oid(_SUBJECT_OIDS[name])]
+        found = [str(a.value) for a in cert.subject.get_attributes_for_oid(SUBJECT_OIDS[name])]
         if found != [wanted]:
             return SUBJECT_MISMATCH, f"{name} is {found[0] if found else None!r}, want {wanted!r}"
     return None
