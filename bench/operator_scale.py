@@ -18,12 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [
     str(ROOT / "scripts" / "kube"),
     str(ROOT / "tests"),
-    str(ROOT / "tests" / "operator"),
 ]
 
 import kubehandle  # noqa: E402
 import localkube  # noqa: E402
-from operator_process import (  # noqa: E402
+from support.localca_fixtures import LocalCA  # noqa: E402
+from support.operator_process import (  # noqa: E402
     OperatorProcess,
     apply,
     certificate_manifest,
@@ -31,7 +31,6 @@ from operator_process import (  # noqa: E402
     install_crds,
     lambdaca_manifest,
 )
-from support.localca_fixtures import LocalCA  # noqa: E402
 
 TARGET_RATE, TARGET_RSS_MB = 20.0, 150.0
 

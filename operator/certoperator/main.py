@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
+import socket
 import sys
+from datetime import UTC, datetime
 
 from cacore import jsonlog
 from cacore.errors import CAError
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     import certoperator.handlers  # noqa: F401  registers the handlers
 
     kopf.run(
+        identity=peer_identity(socket.gethostname(), datetime.now(UTC), secrets.token_hex(3)),
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,
         priority=args.priority,
@@ -131,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         liveness_endpoint=args.liveness or None,
     )
     return 0
+
+
+def peer_identity(host: str, now: datetime, suffix: str) -> str:
+    """This process's name among peers. kopf's default asks the password database for the
+    user name, which has no entry for an arbitrary non-root uid (runAsUser 65532): it crashes."""
+    return f"clientcert-operator@{host}/{now:%Y%m%d%H%M%S}/{suffix}"
 
 
 if __name__ == "__main__":

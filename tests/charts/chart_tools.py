@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ import localkube  # scripts/kube, put on sys.path by support.kube_fixtures
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# The operator tests' process and manifest helpers (tests/operator/operator_process.py).
-sys.path.insert(0, str(ROOT / "tests" / "operator"))
 CHARTS = ROOT / "charts"
 OPERATOR, SIDECAR, EXAMPLE_APP = "clientcert-operator", "cert-sidecar", "example-app"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from chart_tools import EXAMPLE_APP, OPERATOR, Helm
-from operator_process import install_crds
+from support.operator_process import install_crds
 
 pytestmark = pytest.mark.timeout(180)
 

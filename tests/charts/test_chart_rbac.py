@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from chart_tools import OPERATOR, Helm, env_of, find
-from operator_process import condition, free_port, get, install_crds
+from support.operator_process import condition, free_port, get, install_crds
 
 from cacore.inspect import key_matches
 from cacore.keys import load_private_key

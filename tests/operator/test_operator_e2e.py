@@ -9,7 +9,7 @@ import json
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from operator_process import (
+from support.operator_process import (
     OperatorProcess,
     apply,
     certificate_manifest,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from operator_process import (
+from support.operator_process import (
     OperatorProcess,
     apply,
     certificate_manifest,
