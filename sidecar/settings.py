@@ -75,7 +75,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "sans",
         None,
-        "SANs: comma list (app.example.com,IP:10.0.0.1,URI:spiffe://x/y) or JSON list/map",
+        "SANs: comma list (app.example.com,IP:10.0.0.1,URI:https://x.example/id) or JSON list/map",
     ),
     Option("organization", None, "subject O"),
     Option("organizational_unit", None, "subject OU"),
