@@ -189,3 +189,24 @@ def test_a_partner_csr_is_certified_without_its_key(client):
     csr = build_csr(key, Subject("partner.example.com"))
     cert = client.issue_csr(req("partner.example.com"), csr)
     assert cert.certificate.public_key().public_numbers() == key.public_key().public_numbers()
+
+
+def test_a_role_arn_is_assumed_through_sts_and_its_credentials_sign_the_invoke(
+    ca, dynamodb_server, monkeypatch
+):
+    """moto's server plays STS. The local CA knows only the base credentials, so the invoke
+    signed with the assumed role's temporary credentials must be refused: proof they were used."""
+    for name, value in ca.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", dynamodb_server)
+    role = "arn:aws:iam::123456789012:role/cert-issuer"
+    transport = LambdaTransport(
+        CAConfig(function=ca.function_name, region=ca.region, role_arn=role)
+    )
+    denied_before = ca.stats()["denied"]
+    with pytest.raises(AccessDenied):
+        CAClient(transport).issue_with_new_key(req())
+    assert ca.stats()["denied"] == denied_before + 1
+    credentials = transport.client._request_signer._credentials.get_frozen_credentials()
+    assert credentials.access_key != ca.env["AWS_ACCESS_KEY_ID"]
+    assert credentials.token, "assumed-role credentials carry a session token"
