@@ -116,10 +116,12 @@ def test_an_interrupted_owner_leaves_no_process_behind(kube_binaries, signum):
         owner.wait(timeout=60)
 
         # SIGKILL gives the owner no chance: the kernel's parent-death signal does the work.
+        # A dying process loses its command line before its sockets close, so wait for both.
         localkube.wait_for(
-            lambda: not processes_mentioning(str(workdir)),
+            lambda: not processes_mentioning(str(workdir))
+            and not any(localkube.port_is_listening(port) for port in ports.values()),
             timeout=30,
-            message="the control plane processes to die",
+            message="the control plane processes to die and their ports to close",
         )
         assert_nothing_left(pids, ports, workdir)
         if signum == signal.SIGKILL:
