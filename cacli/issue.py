@@ -8,10 +8,11 @@ from pathlib import Path
 
 from cacore.client import CAClient
 from cacore.credentials import FileNames, credential_files
+from cacore.csr import load_csr
 from cacore.errors import InvalidRequest
 from cacore.files import AtomicDirectoryWriter, Ownership
 from cacore.inspect import subject_fields, summarize
-from cacore.keys import load_csr, parse_key_spec, private_key_pem
+from cacore.keys import parse_key_spec, private_key_pem
 from cacore.request import (
     CertificateRequest,
     Subject,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cacore.config import CAConfig, validate_config
+from cacore.csr import load_csr
 from cacore.errors import (
     AccessDenied,
     CAError,
@@ -20,7 +21,7 @@ from cacore.errors import (
     Throttled,
     TransportError,
 )
-from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey, build_csr, generate_key, load_csr
+from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey, build_csr, generate_key
 from cacore.request import CertificateRequest, to_event, validate
 from cacore.response import CAChain, IssuedCertificate, parse_ca_chain, parse_issued, verify_issued
 

@@ -1,18 +1,17 @@
 """Judging certificate requests made elsewhere (a partner's CSR) before anyone asks the CA to sign
-them (``CAClient.issue_csr`` does that). ``keys.load_csr`` is the strict loader used right before
-issuing; ``read_csr`` here loads without judging the signature and explains what non-CSR bytes
-are, so a linter can report every problem of a file separately."""
+them (``CAClient.issue_csr`` does that). ``load_csr`` is the strict loader used right before
+issuing; ``read_csr`` loads without judging the signature and explains what non-CSR bytes are,
+so a linter can report every problem of a file separately."""
 
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
 
 from cacore import inspect
 from cacore.errors import InvalidRequest
 from cacore.inspect import sans_of
-from cacore.keys import KEY_ALGORITHMS, KeySpec
+from cacore.keys import KEY_ALGORITHMS, key_spec_of
 from cacore.request import San
 
 PEM_CSR_BEGIN = b"-----BEGIN CERTIFICATE REQUEST-----"
@@ -50,13 +49,14 @@ def read_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
         raise InvalidRequest(field, f"PEM does not parse as a CSR: {error}") from error
 
 
-def key_spec_of_public(public_key: object) -> KeySpec | None:
-    """The ``KeySpec`` of a public key, or None for key types the project does not support."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return KeySpec("ECDSA", public_key.curve.key_size)
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return KeySpec("RSA", public_key.key_size)
-    return None
+def load_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
+    """The strict loader used right before issuing: ``read_csr`` plus proof of possession."""
+    csr = read_csr(data, field)
+    if not signature_valid(csr):
+        raise InvalidRequest(
+            field, "signature does not verify: the CSR was altered or not signed by its key"
+        )
+    return csr
 
 
 def key_problem(csr: x509.CertificateSigningRequest) -> str | None:
@@ -65,7 +65,7 @@ def key_problem(csr: x509.CertificateSigningRequest) -> str | None:
         public_key = csr.public_key()
     except Exception as error:  # unsupported algorithm OIDs fail only when the key is loaded
         return f"its public key cannot be read ({error})"
-    spec = key_spec_of_public(public_key)
+    spec = key_spec_of(public_key)
     allowed = ", ".join(KEY_ALGORITHMS)
     if spec is None:
         return f"its key type {type(public_key).__name__} is not allowed; use one of {allowed}"

@@ -60,10 +60,14 @@ def parse_key_spec(text: str, field: str = "key_algorithm") -> KeySpec:
     return KeySpec("ECDSA" if kind == "ecdsa" else "RSA", int(size.lstrip("p")))
 
 
-def key_spec_of(key: PrivateKey) -> KeySpec:
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return KeySpec("ECDSA", key.curve.key_size)
-    return KeySpec("RSA", key.key_size)
+def key_spec_of(key: object) -> KeySpec | None:
+    """The ``KeySpec`` of a private or public key, or None for key types the project lacks."""
+    public = key.public_key() if hasattr(key, "public_key") else key
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return KeySpec("ECDSA", public.curve.key_size)
+    if isinstance(public, rsa.RSAPublicKey):
+        return KeySpec("RSA", public.key_size)
+    return None
 
 
 def generate_key(spec: KeySpec = DEFAULT_KEY) -> PrivateKey:
@@ -91,25 +95,6 @@ def build_csr(key: PrivateKey, subject: Subject) -> bytes:
     """A PEM CSR signed by ``key``: the CA uses only its public key and subject."""
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject_name(subject))
     return csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-
-
-def load_csr(pem: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
-    """A PEM CSR whose signature proves possession of its key; the CA itself never checks that."""
-    if not pem.lstrip().startswith(b"-----BEGIN CERTIFICATE REQUEST-----"):
-        raise InvalidRequest(
-            field, "is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)"
-        )
-    try:
-        csr = x509.load_pem_x509_csr(pem)
-    except ValueError as error:
-        raise InvalidRequest(
-            field, f"does not parse as a PEM certificate request: {error}"
-        ) from error
-    if not csr.is_signature_valid:
-        raise InvalidRequest(
-            field, "signature does not verify: the CSR was altered or not signed by its key"
-        )
-    return csr
 
 
 def private_key_pem(key: PrivateKey) -> bytes:
