@@ -15,7 +15,6 @@ from support.operator_process import (
     certificate_manifest,
     condition,
     get,
-    install_crds,
     lambdaca_manifest,
     wait_for,
 )
@@ -24,13 +23,6 @@ from cacore.inspect import chain_problem, key_matches, san_strings
 from cacore.keys import load_private_key, private_key_pem
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def cluster(kube, local_ca):
-    install_crds(kube)
-    apply(kube, lambdaca_manifest("local", local_ca))
-    return kube
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,10 @@ from support.operator_process import (
     certificate_manifest,
     condition,
     get,
-    install_crds,
-    lambdaca_manifest,
     wait_for,
 )
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def cluster(kube, local_ca):
-    install_crds(kube)
-    apply(kube, lambdaca_manifest("local", local_ca))
-    return kube
 
 
 def drain(kube, ns):
