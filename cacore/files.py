@@ -181,10 +181,6 @@ class AtomicDirectoryWriter:
                 kept += 1
         return kept
 
-    def read(self) -> dict[str, bytes] | None:
-        """The current set as one consistent snapshot, or None if nothing was published."""
-        return read_credential_set(self.directory)
-
 
 def read_credential_set(directory: Path) -> dict[str, bytes] | None:
     """Resolve ``..data`` once and read every file of that version, so all come from one set."""

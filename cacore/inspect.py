@@ -26,10 +26,6 @@ def split_pem_certificates(pem: bytes) -> list[bytes]:
     return blocks
 
 
-def load_certificates(pem: bytes) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(pem)
-
-
 @dataclass(frozen=True)
 class CertificateSummary:
     subject: str
@@ -134,12 +130,4 @@ def chain_problem(leaf: x509.Certificate, issuers: list[x509.Certificate]) -> st
         except Exception as error:  # InvalidSignature carries no message
             return f"signature of {who} does not verify with {by} ({type(error).__name__})"
         child = issuer
-    return None
-
-
-def validity_problem(cert: x509.Certificate, now: datetime) -> str | None:
-    if now < cert.not_valid_before_utc:
-        return f"not valid before {cert.not_valid_before_utc.isoformat()}"
-    if now >= cert.not_valid_after_utc:
-        return f"expired at {cert.not_valid_after_utc.isoformat()}"
     return None

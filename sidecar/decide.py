@@ -20,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from cacore import inspect
 from cacore.keys import SUBJECT_OIDS, KeySpec, key_spec_of
 from cacore.names import is_domain_name
-from cacore.renewal import RenewalPoint, renewal_time, with_jitter
+from cacore.renewal import RenewalPoint, is_due, renewal_time, with_jitter
 from cacore.request import CertificateRequest, San
 from sidecar.observe import Observed
 
@@ -251,7 +251,7 @@ def decide(
             )
         return Decision(problem[0], problem[1], issue=True, not_after=not_after)
     at = renew_at(cert, policy, last_issued_at)
-    if now >= at:
+    if is_due(now, at):
         return Decision(
             RENEWING, f"renewal was due at {at.isoformat()}", issue=True, not_after=not_after
         )

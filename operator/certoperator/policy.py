@@ -16,7 +16,7 @@ from cryptography import x509
 
 from cacore.inspect import chain_problem, key_matches
 from cacore.keys import PrivateKey, load_private_key
-from cacore.renewal import RenewalPoint, backoff_delay, renewal_time, with_jitter
+from cacore.renewal import RenewalPoint, backoff_delay, is_due, renewal_time, with_jitter
 from certoperator import reasons
 from certoperator.api import (
     ANNOTATION_ISSUED_AT,
@@ -205,7 +205,7 @@ def expired(inp: Input, material: Material) -> Verdict | None:
 def renewal_due(inp: Input, material: Material) -> Verdict | None:
     facts = facts_of(inp, material)
     assert facts is not None
-    if inp.now >= facts.renewal_time:
+    if is_due(inp.now, facts.renewal_time):
         return Verdict(reasons.RENEWING, f"Renewal time {facts.renewal_time.isoformat()} reached")
     return None
 
