@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-controller-manager and etcd from pinned Go modules into a cache
+# Build the control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd) and a
+# node (kubelet, kube-proxy) from pinned Go modules into a cache
 # outside the checkout, so CI (a fresh clone on this machine) reuses them. Idempotent: quiet
 # and instant when the binaries are already there. A cold build takes many minutes on 2 cores.
 #
@@ -16,7 +17,7 @@ source "$here/versions.env"
 cache="${LCC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lambda-client-certs}"
 key="kubernetes-${KUBE_VERSION}-etcd-${ETCD_VERSION}"
 bin="$cache/kube/$key/bin"
-binaries=(kube-apiserver kube-controller-manager etcd)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd)
 
 print_bin=0
 case "${1:-}" in
@@ -103,6 +104,9 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
 printf 'module lcc.local/etcdbuild\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' \
@@ -129,16 +133,18 @@ ldflags+=" -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=1970-01-01T00:00:00Z"
 ldflags+=" -X $vpkg.gitCommit=lcc-module-build-$KUBE_VERSION"
 ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
 
-log "compiling kube-apiserver and kube-controller-manager"
+log "compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kube-proxy"
 (cd "$work/kubernetes" && go build -trimpath -ldflags "$ldflags" -o "$stage/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet \
+  k8s.io/kubernetes/cmd/kube-proxy)
 log "compiling etcd"
 (cd "$work/etcd" && go build -trimpath -ldflags "-s -w" -o "$stage/etcd" go.etcd.io/etcd/server/v3)
 
 "$stage/kube-apiserver" --version >&2
 "$stage/etcd" --version >&2
 
-# Publish all three at once, so a killed build never leaves a half-filled bin directory.
+# Publish them all at once, so a killed build never leaves a half-filled bin directory.
 rm -rf "$bin"
 mv "$stage" "$bin"
 chmod 0755 "$bin" "$bin"/*
