@@ -6,12 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
-from cacore.client import CAClient
+from cacore.certinfo import subject_fields, summarize
 from cacore.credentials import FileNames, credential_files
 from cacore.csr import load_csr
+from cacore.edge.client import CAClient
+from cacore.edge.files import AtomicDirectoryWriter, Ownership
 from cacore.errors import InvalidRequest
-from cacore.files import AtomicDirectoryWriter, Ownership
-from cacore.inspect import subject_fields, summarize
 from cacore.keys import parse_key_spec, private_key_pem
 from cacore.request import (
     CertificateRequest,

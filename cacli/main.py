@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cacli import issue
 from cacli.tls import MutualTLSServer, handshake
-from cacore.cliopts import add_ca_arguments, config_from_args
+from cacore.edge.cliopts import add_ca_arguments, config_from_args
 from cacore.errors import CAError, ConfigurationError, InvalidRequest
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "issue":
-            from cacore.client import ca_client
+            from cacore.edge.client import ca_client
 
             for line in issue.run(args, ca_client(config_from_args(args))):
                 print(line)

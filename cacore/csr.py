@@ -8,9 +8,9 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
-from cacore import inspect
+from cacore import certinfo
+from cacore.certinfo import sans_of
 from cacore.errors import InvalidRequest
-from cacore.inspect import sans_of
 from cacore.keys import KEY_ALGORITHMS, key_spec_of
 from cacore.request import San
 
@@ -85,7 +85,7 @@ def signature_valid(csr: x509.CertificateSigningRequest) -> bool:
 
 def subject_fields(csr: x509.CertificateSigningRequest) -> dict[str, str]:
     """The CSR's subject as event keys (first value of each attribute)."""
-    return inspect.subject_fields(csr.subject)
+    return certinfo.subject_fields(csr.subject)
 
 
 def requested_sans(csr: x509.CertificateSigningRequest) -> tuple[San, ...]:

@@ -1,11 +1,13 @@
-"""Private keys and CSRs. Keys are made where used and leave only as a 0600 file or Secret."""
+"""Key types and key encodings: which algorithms the project makes, and how keys are compared and
+serialised. Making keys and signing CSRs needs randomness, so it lives at the edge
+(``cacore.edge.keygen``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
@@ -14,7 +16,7 @@ from cacore.request import Subject
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
-_CURVES = {256: ec.SECP256R1, 384: ec.SECP384R1}
+CURVES = {256: ec.SECP256R1, 384: ec.SECP384R1}
 RSA_SIZES = (2048, 3072, 4096)
 KEY_ALGORITHMS = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 
@@ -70,16 +72,6 @@ def key_spec_of(key: object) -> KeySpec | None:
     return None
 
 
-def generate_key(spec: KeySpec = DEFAULT_KEY) -> PrivateKey:
-    if spec.algorithm == "ECDSA" and spec.size in _CURVES:
-        return ec.generate_private_key(_CURVES[spec.size]())
-    if spec.algorithm == "RSA" and spec.size in RSA_SIZES:
-        return rsa.generate_private_key(public_exponent=65537, key_size=spec.size)
-    raise InvalidRequest(
-        "key_algorithm", f"{spec} is not supported; use one of {', '.join(KEY_ALGORITHMS)}"
-    )
-
-
 def subject_name(subject: Subject) -> x509.Name:
     values = subject.fields()
     return x509.Name(
@@ -89,12 +81,6 @@ def subject_name(subject: Subject) -> x509.Name:
             if name in values
         ]
     )
-
-
-def build_csr(key: PrivateKey, subject: Subject) -> bytes:
-    """A PEM CSR signed by ``key``: the CA uses only its public key and subject."""
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject_name(subject))
-    return csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 def private_key_pem(key: PrivateKey) -> bytes:

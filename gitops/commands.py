@@ -11,10 +11,10 @@ from pathlib import Path
 from cryptography import x509
 
 from cacore import csr as csrs
+from cacore.certinfo import chain_problem, split_pem_certificates
 from cacore.config import CAConfig, validate_config
+from cacore.edge.files import write_file_atomic
 from cacore.errors import CAError, InvalidRequest
-from cacore.files import write_file_atomic
-from cacore.inspect import chain_problem, split_pem_certificates
 from cacore.request import parse_sans
 from gitops import issuing, jsontext, report
 from gitops import problems as p
@@ -198,7 +198,7 @@ def _table(args: argparse.Namespace, layout: EnvLayout) -> object:
 
 
 def _invoker(args: argparse.Namespace, layout: EnvLayout) -> object:
-    from cacore.client import LambdaTransport
+    from cacore.edge.client import LambdaTransport
 
     function = (
         args.function
@@ -322,7 +322,7 @@ def _ca_bundle(args: argparse.Namespace, layout: EnvLayout) -> tuple[bytes, str]
         return _read_input(args.ca_bundle, "--ca-bundle"), display(args.ca_bundle)
     if layout.ca_bundle.is_file():
         return layout.ca_bundle.read_bytes(), display(layout.ca_bundle)
-    from cacore.client import CAClient
+    from cacore.edge.client import CAClient
 
     try:
         chain = CAClient(_invoker(args, layout)).ca_chain()  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cacore.client import CAClient, Invoker
+from cacore.edge.client import CAClient, Invoker
 from cacore.errors import CAError, CARefused
 from gitops.records import IssuedRecord, with_public_key
 from gitops.schema import to_request

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cacore.cliopts import add_ca_arguments
+from cacore.edge.cliopts import add_ca_arguments
 from cacore.errors import CAError, ConfigurationError, InvalidRequest
 from gitops import commands
 from gitops.errors import GitopsError, UsageError

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from cacore import inspect
+from cacore import certinfo
 from cacore.keys import SUBJECT_OIDS, KeySpec, key_spec_of
 from cacore.names import is_domain_name
 from cacore.renewal import RenewalPoint, is_due, renewal_time, with_jitter
@@ -165,7 +165,7 @@ def expected_sans(request: CertificateRequest) -> frozenset[tuple[str, str]]:
 
 
 def certificate_sans(cert: x509.Certificate) -> frozenset[tuple[str, str]]:
-    return frozenset(_normal_san(s.type, s.value) for s in inspect.certificate_sans(cert))
+    return frozenset(_normal_san(s.type, s.value) for s in certinfo.certificate_sans(cert))
 
 
 def sans_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Problem:

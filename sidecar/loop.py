@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cacore.client import Issuance
 from cacore.credentials import credential_files
+from cacore.edge.client import Issuance
+from cacore.edge.files import DATA_LINK, AtomicDirectoryWriter, read_credential_set
 from cacore.errors import CAError, CARefused, Throttled
-from cacore.files import DATA_LINK, AtomicDirectoryWriter, read_credential_set
 from cacore.keys import KeySpec, private_key_pem
 from cacore.renewal import backoff_delay
 from cacore.request import CertificateRequest

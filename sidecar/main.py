@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import partial
 from types import FrameType
 
-from cacore import jsonlog
+from cacore.edge import jsonlog
 from sidecar.settings import Settings, SettingsError, load
 
 log = logging.getLogger("sidecar")
@@ -26,7 +26,7 @@ STOP_GRACE_SECONDS = 0.8  # SIGTERM must end the process within a second
 
 
 def check(settings: Settings) -> int:
-    from cacore.files import read_credential_set
+    from cacore.edge.files import read_credential_set
     from sidecar.decide import readiness_problem, subject_mismatch
     from sidecar.observe import observe
 
@@ -44,7 +44,7 @@ def check(settings: Settings) -> int:
 
 
 def _make_loop(settings: Settings) -> object:
-    from cacore.client import ca_client
+    from cacore.edge.client import ca_client
     from sidecar.loop import RenewalLoop
     from sidecar.notify import notify
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from cacore.certinfo import key_matches
 from cacore.credentials import FileNames
-from cacore.inspect import key_matches
 from cacore.keys import PrivateKey, load_private_key
 
 

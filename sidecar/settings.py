@@ -18,8 +18,8 @@ from pathlib import Path
 
 from cacore.config import DEFAULT_FUNCTION, CAConfig, validate_config
 from cacore.credentials import FileNames
+from cacore.edge.files import Ownership
 from cacore.errors import ConfigurationError, InvalidRequest
-from cacore.files import Ownership
 from cacore.keys import KeySpec, parse_key_spec
 from cacore.renewal import RenewalPoint, parse_duration, parse_renewal_point
 from cacore.request import CertificateRequest, Subject, parse_sans, validate

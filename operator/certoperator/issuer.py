@@ -7,8 +7,8 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from cacore.client import CAClient, Invoker, Issuance, LambdaTransport
 from cacore.config import CAConfig
+from cacore.edge.client import CAClient, Invoker, Issuance, LambdaTransport
 from cacore.errors import CAError
 from cacore.keys import KeySpec
 from cacore.request import CertificateRequest

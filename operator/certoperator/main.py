@@ -12,7 +12,7 @@ import socket
 import sys
 from datetime import UTC, datetime
 
-from cacore import jsonlog
+from cacore.edge import jsonlog
 from cacore.errors import CAError
 from certoperator.settings import PREFIX, from_env
 

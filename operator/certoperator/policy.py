@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from cacore.inspect import chain_problem, key_matches
+from cacore.certinfo import chain_problem, key_matches
 from cacore.keys import PrivateKey, load_private_key
 from cacore.renewal import RenewalPoint, backoff_delay, is_due, renewal_time, with_jitter
 from certoperator import reasons

@@ -16,9 +16,9 @@ from typing import Any
 
 import kopf
 
-from cacore.client import Issuance
 from cacore.config import CAConfig
 from cacore.credentials import credential_files
+from cacore.edge.client import Issuance
 from cacore.errors import CAError, CARefused, ConfigurationError, InvalidRequest
 from cacore.keys import private_key_pem
 from certoperator import reasons, status

@@ -10,7 +10,7 @@ import pytest
 from support.localca_fixtures import free_port
 
 from cacli.tls import MutualTLSServer, handshake
-from cacore.keys import build_csr, generate_key
+from cacore.edge.keygen import build_csr, generate_key
 from cacore.request import Subject
 
 BIN = Path(sys.executable).parent

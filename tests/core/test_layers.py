@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = ["request", "response", "renewal", "credentials", "inspect", "names", "errors", "config"]
+PURE = ["request", "response", "renewal", "credentials", "certinfo", "names", "errors", "config", "keys", "csr"]
 EDGE_LIBRARIES = {
     "boto3",
     "botocore",

@@ -4,8 +4,9 @@ import base64
 
 import pytest
 
+from cacore.edge.keygen import build_csr, generate_key
 from cacore.errors import InvalidRequest
-from cacore.keys import build_csr, generate_key, parse_key_spec
+from cacore.keys import parse_key_spec
 from cacore.request import CertificateRequest, San, Subject, parse_sans, to_event, validate
 
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gitops_helpers import Tree, run_cli, tampered_csr
 from support.localca_fixtures import csr_pem
 
-from cacore.inspect import chain_problem
+from cacore.certinfo import chain_problem
 from cacore.keys import public_key_bytes
 
 PROJECT = "gitopse2e"  # table Gitopse2eCADev, function gitopse2e-tls-cert-dev

@@ -19,7 +19,7 @@ from support.operator_process import (
     wait_for,
 )
 
-from cacore.inspect import chain_problem, key_matches, san_strings
+from cacore.certinfo import chain_problem, key_matches, san_strings
 from cacore.keys import load_private_key, private_key_pem
 
 pytestmark = pytest.mark.timeout(180)

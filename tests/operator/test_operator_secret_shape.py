@@ -15,7 +15,7 @@ from certoperator.spec import parse_spec
 from cryptography.hazmat.primitives.asymmetric import ec
 from operator_builders import ISSUING, NOW, ROOT, issued_data, pem
 
-from cacore.client import Issuance
+from cacore.edge.client import Issuance
 from cacore.response import IssuedCertificate
 
 BODY = {"metadata": {"name": "app", "namespace": "team", "uid": "uid-9"}}

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from cacore.config import CAConfig, validate_config
 from cacore.csr import load_csr
+from cacore.edge.keygen import build_csr, generate_key
 from cacore.errors import (
     AccessDenied,
     CAError,
@@ -21,7 +22,7 @@ from cacore.errors import (
     Throttled,
     TransportError,
 )
-from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey, build_csr, generate_key
+from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey
 from cacore.request import CertificateRequest, to_event, validate
 from cacore.response import CAChain, IssuedCertificate, parse_ca_chain, parse_issued, verify_issued
 
