@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -409,7 +409,7 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
 # --- revoke -----------------------------------------------------------------------------------
 
 
-def revoke(args: argparse.Namespace) -> tuple[int, str]:
+def revoke(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
     try:
         serial = parse_serial(args.serial)
@@ -433,7 +433,7 @@ def revoke(args: argparse.Namespace) -> tuple[int, str]:
     record = table.record(args.common_name, serial)  # type: ignore[attr-defined]
     if record is None:
         records = table.records(args.common_name)  # type: ignore[attr-defined]
-        listing = _listing(records, datetime.now(UTC), set())
+        listing = _listing(records, now, set())
         raise GitopsError(f"serial {serial} was never issued to {args.common_name!r}: {listing}")
     new_text = jsontext.append_to_array(
         text, {"common_name": args.common_name, "serial_number": serial}

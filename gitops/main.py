@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "fetch":
             code, text = commands.fetch(args, now)
         else:
-            code, text = commands.revoke(args)
+            code, text = commands.revoke(args, now)
     except (UsageError, ConfigurationError) as error:
         print(f"certs-gitops: error: {error}", file=sys.stderr)
         return 2

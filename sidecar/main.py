@@ -27,15 +27,18 @@ STOP_GRACE_SECONDS = 0.8  # SIGTERM must end the process within a second
 
 def check(settings: Settings) -> int:
     from cacore.edge.files import read_credential_set
-    from sidecar.decide import readiness_problem, subject_mismatch
     from sidecar.observe import observe
+    from sidecar.policy import readiness_problem, subject_mismatch
 
     observed = observe(read_credential_set(settings.output_dir), settings.names)
     problem = readiness_problem(observed, datetime.now(UTC))
     if problem is None and settings.request is not None:
         problem = subject_mismatch(observed.certificate, settings.request)  # type: ignore[arg-type]
     if problem:
-        print(f"not ready: {problem[0]}: {problem[1]} ({settings.output_dir})", file=sys.stderr)
+        print(
+            f"not ready: {problem.reason}: {problem.message} ({settings.output_dir})",
+            file=sys.stderr,
+        )
         return EXIT_NOT_READY
     cert = observed.certificate
     assert cert is not None

@@ -97,7 +97,7 @@ class AtomicDirectoryWriter:
             if "/" in name or name.startswith(".."):
                 raise ValueError(f"file name {name!r} must be a plain name")
         self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y_%m_%d_%H_%M_%S.%f")
+        stamp = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y_%m_%d_%H_%M_%S.%f")
         version = Path(tempfile.mkdtemp(prefix=f"..{stamp}.", dir=self.directory))
         try:
             for name, content in files.items():

@@ -30,7 +30,6 @@ def generate_key(spec: KeySpec = DEFAULT_KEY) -> PrivateKey:
     )
 
 
-
 def build_csr(key: PrivateKey, subject: Subject) -> bytes:
     """A PEM CSR signed by ``key``: the CA uses only its public key and subject."""
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject_name(subject))

@@ -18,10 +18,10 @@ from typing import Any
 
 import kopf
 
+from cacore.backoff import backoff_delay
 from cacore.errors import CAError
-from cacore.renewal import backoff_delay
 from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, LABEL_CERTIFICATE, VERSION
-from certoperator.issuer import Issuer
+from certoperator.capool import CAPool
 from certoperator.kube import Connection, KubeApi
 from certoperator.metrics import Metrics
 from certoperator.reconcile import Context, Reconciler
@@ -70,7 +70,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.ctx = Context(
         settings=config,
         kube=KubeApi(CONNECTION),
-        issuer=Issuer(metrics, config.max_concurrent),
+        ca_pool=CAPool(metrics, config.max_concurrent),
         metrics=metrics,
     )
     log.info(
@@ -127,7 +127,7 @@ async def login(logger: logging.Logger, settings: kopf.OperatorSettings, **_: An
 async def close(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
-        ctx.issuer.close()
+        ctx.ca_pool.close()
 
 
 @kopf.index(GROUP, VERSION, CA_PLURAL)
@@ -162,7 +162,9 @@ async def reconcile(
                 raise
             except Exception as error:  # the API server or a bug: retry, never stop for good
                 errors += 1
-                delay = backoff_delay(errors, ctx.settings.retry.base, ctx.settings.retry.cap)
+                delay = backoff_delay(
+                    errors, ctx.rand(), ctx.settings.retry.base, ctx.settings.retry.cap
+                )
                 log.warning(
                     "reconciliation failed",
                     exc_info=error,

@@ -6,7 +6,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = ["request", "response", "renewal", "credentials", "certinfo", "names", "errors", "config", "keys", "csr"]
+PURE = [
+    "request",
+    "response",
+    "renewal",
+    "credentials",
+    "certinfo",
+    "names",
+    "errors",
+    "config",
+    "keys",
+    "csr",
+]
 EDGE_LIBRARIES = {
     "boto3",
     "botocore",

@@ -26,7 +26,7 @@ class CountingInvoker:
         return self.inner.invoke(event)
 
 
-class Issuer:
+class CAPool:
     def __init__(self, metrics: Metrics, max_concurrent: int = 8) -> None:
         self.metrics = metrics
         self._limit = asyncio.Semaphore(max_concurrent)
