@@ -17,6 +17,26 @@ DEFAULT_FUNCTION = "serverless-tls-cert-dev"
 
 
 @dataclass(frozen=True)
+class AWSAccess:
+    """Who we are in AWS: a profile (or the default credential chain), optionally a role to
+    assume, and the region. Shared by every AWS call of every tool."""
+
+    region: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    role_session_name: str = "lambda-client-certs"
+
+
+def validate_access(access: AWSAccess, prefix: str = "") -> AWSAccess:
+    if access.role_arn and not _ROLE_ARN.match(access.role_arn):
+        raise ConfigurationError(
+            f"{prefix}role_arn: {access.role_arn!r} is not an IAM role ARN "
+            "(arn:aws:iam::<account>:role/<name>)"
+        )
+    return access
+
+
+@dataclass(frozen=True)
 class CAConfig:
     function: str = DEFAULT_FUNCTION
     region: str | None = None
@@ -28,6 +48,10 @@ class CAConfig:
     # trips the CA's key-reuse guard.
     read_timeout: float = 300.0
     connect_timeout: float = 10.0
+
+    @property
+    def access(self) -> AWSAccess:
+        return AWSAccess(self.region, self.profile, self.role_arn, self.role_session_name)
 
     @property
     def function_region(self) -> str | None:
@@ -43,11 +67,7 @@ def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
             f"{prefix}function: {config.function!r} is neither a function name (e.g. "
             "serverless-tls-cert-dev) nor a function ARN"
         )
-    if config.role_arn and not _ROLE_ARN.match(config.role_arn):
-        raise ConfigurationError(
-            f"{prefix}role_arn: {config.role_arn!r} is not an IAM role ARN "
-            "(arn:aws:iam::<account>:role/<name>)"
-        )
+    validate_access(config.access, prefix)
     if config.endpoint_url and not re.match(r"^https?://[^/\s]+", config.endpoint_url):
         raise ConfigurationError(
             f"{prefix}endpoint_url: {config.endpoint_url!r} must be an http(s) URL such as "

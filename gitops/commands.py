@@ -12,7 +12,7 @@ from cryptography import x509
 
 from cacore import csr as csrs
 from cacore.certinfo import chain_problem, split_pem_certificates
-from cacore.config import CAConfig, validate_config
+from cacore.edge.cliopts import access_from_args, config_from_args
 from cacore.edge.files import write_file_atomic
 from cacore.errors import CAError, InvalidRequest
 from cacore.request import parse_sans
@@ -191,10 +191,10 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
 
 
 def _table(args: argparse.Namespace, layout: EnvLayout) -> object:
-    from gitops.catable import CATable
+    from gitops.ca_table import CATable
 
     name = args.table or table_name(check_project_name(args.project), layout.env)
-    return CATable(name, args.region, args.dynamodb_endpoint_url)
+    return CATable(name, access_from_args(args), args.dynamodb_endpoint_url)
 
 
 def _invoker(args: argparse.Namespace, layout: EnvLayout) -> object:
@@ -205,14 +205,9 @@ def _invoker(args: argparse.Namespace, layout: EnvLayout) -> object:
         or os.environ.get("CA_FUNCTION")
         or function_name(check_project_name(args.project), layout.env)
     )
-    config = CAConfig(
-        function=function,
-        region=args.region,
-        profile=args.profile,
-        role_arn=args.role_arn,
-        endpoint_url=args.endpoint_url,
+    return LambdaTransport(
+        config_from_args(argparse.Namespace(**{**vars(args), "function": function}), "--")
     )
-    return LambdaTransport(validate_config(config, "--"))
 
 
 def _revoked_serials(

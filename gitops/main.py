@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cacore.edge.cliopts import add_ca_arguments
+from cacore.edge.cliopts import add_aws_arguments, add_ca_arguments
 from cacore.errors import CAError, ConfigurationError, InvalidRequest
 from gitops import commands
 from gitops.errors import GitopsError, UsageError
@@ -38,7 +38,7 @@ def _common(parser: argparse.ArgumentParser, env_required: bool = True) -> None:
         )
 
 
-def _table_arguments(parser: argparse.ArgumentParser, region: bool) -> None:
+def _table_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("the CA's DynamoDB table of issued certificates")
     group.add_argument(
         "--project",
@@ -53,12 +53,6 @@ def _table_arguments(parser: argparse.ArgumentParser, region: bool) -> None:
         default=None,
         help="DynamoDB endpoint (boto3 also reads AWS_ENDPOINT_URL_DYNAMODB)",
     )
-    if region:
-        group.add_argument(
-            "--region",
-            default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-            help="AWS region of the table (env AWS_REGION)",
-        )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -108,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
     )
     issue.add_argument("--format", choices=("human", "json"), default="human")
     add_ca_arguments(issue)
-    _table_arguments(issue, region=False)
+    _table_arguments(issue)
     issue.set_defaults(function=None)  # default derived from --project and --env
 
     fetch = sub.add_parser("fetch", help="write a name's certificate and CA bundle for a partner")
@@ -123,14 +117,15 @@ def parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--format", choices=("human", "json"), default="human")
     add_ca_arguments(fetch)
-    _table_arguments(fetch, region=False)
+    _table_arguments(fetch)
     fetch.set_defaults(function=None)
 
     revoke = sub.add_parser("revoke", help="add a certificate to revoked.json")
     _common(revoke)
     revoke.add_argument("common_name")
     revoke.add_argument("serial", help="decimal, 0x-hex, or openssl's colon hex")
-    _table_arguments(revoke, region=True)
+    add_aws_arguments(revoke)
+    _table_arguments(revoke)
     return root
 
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from cacore.config import CAConfig, validate_config
 from cacore.csr import load_csr
+from cacore.edge import aws
 from cacore.edge.keygen import build_csr, generate_key
 from cacore.errors import (
     AccessDenied,
@@ -53,16 +54,9 @@ class LambdaTransport:
         self._client: object | None = None
 
     def _make_client(self) -> object:
-        import boto3  # boto3 costs ~0.3 s to import; only pay it when a call is made
         from botocore.config import Config
 
-        session = (
-            self._session_factory()
-            if self._session_factory
-            else boto3.session.Session(profile_name=self.config.profile)
-        )
-        if self.config.role_arn:
-            session = _assume_role_session(session, self.config)
+        session = aws.session(self.config.access, self._session_factory)
         region = self.config.function_region or self.config.region or session.region_name
         if not region:
             raise ConfigurationError(
@@ -142,33 +136,6 @@ def _client_error(error: Exception) -> CAError:
     if status >= 500:
         return TransportError(f"Lambda service error {code}: {message}")
     return CAError(f"{code}: {message}")
-
-
-def _assume_role_session(base: object, config: CAConfig) -> object:
-    """A session whose credentials come from STS AssumeRole and refresh themselves before they
-    expire, so a sidecar running for months keeps working."""
-    import boto3
-    import botocore.session
-    from botocore.credentials import RefreshableCredentials
-
-    sts = base.client("sts", region_name=config.region or base.region_name)  # type: ignore[attr-defined]
-
-    def refresh() -> dict:
-        creds = sts.assume_role(RoleArn=config.role_arn, RoleSessionName=config.role_session_name)[
-            "Credentials"
-        ]
-        return {
-            "access_key": creds["AccessKeyId"],
-            "secret_key": creds["SecretAccessKey"],
-            "token": creds["SessionToken"],
-            "expiry_time": creds["Expiration"].isoformat(),
-        }
-
-    core = botocore.session.get_session()
-    core._credentials = RefreshableCredentials.create_from_metadata(  # noqa: SLF001
-        metadata=refresh(), refresh_using=refresh, method="sts-assume-role"
-    )
-    return boto3.session.Session(botocore_session=core, region_name=base.region_name)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

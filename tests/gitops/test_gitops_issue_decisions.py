@@ -125,8 +125,8 @@ ROWS = [
 @pytest.mark.parametrize(
     "checked, records, now, action, status", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS]
 )
-def test_decide(checked, records, now, action, status):
-    decision = issuing.decide(checked, records, now, set())
+def test_plan_entry(checked, records, now, action, status):
+    decision = issuing.plan_entry(checked, records, now, set())
 
     assert (decision.action, decision.status) == (action, status)
 
@@ -134,7 +134,7 @@ def test_decide(checked, records, now, action, status):
 def test_a_serial_in_revoked_json_counts_as_revoked_before_the_ca_publishes_it():
     listed = record()
 
-    decision = issuing.decide(entry(), [listed], NOW, {listed.serial})
+    decision = issuing.plan_entry(entry(), [listed], NOW, {listed.serial})
 
     assert decision.status == issuing.REVOKED
 
