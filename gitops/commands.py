@@ -1,4 +1,5 @@
-"""One function per subcommand: read, call the pure parts, write. Each returns (exit code, text)."""
+"""One function per subcommand: read, call the pure parts, write. Each returns (exit code, text),
+the code from ``cacore.exitcodes``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from cryptography import x509
 
 from cacore import csr as csrs
+from cacore import exitcodes
 from cacore.certinfo import chain_problem, split_pem_certificates
 from cacore.edge.cliopts import access_from_args, config_from_args
 from cacore.edge.files import write_file_atomic
@@ -62,7 +64,9 @@ def validate(root: Path, envs: list[str] | None, fmt: str) -> tuple[int, str]:
     problems: list[p.Problem] = []
     for env in names:
         problems += check_state(read_state(_existing_env(root, env))).problems
-    return (1 if p.has_errors(problems) else 0), report.render(problems, fmt, names)
+    return (exitcodes.FAILED if p.has_errors(problems) else exitcodes.OK), report.render(
+        problems, fmt, names
+    )
 
 
 # --- init -------------------------------------------------------------------------------------
@@ -91,8 +95,8 @@ def init(root: Path, env: str, ca_bundle: Path | None) -> tuple[int, str]:
         write_file_atomic(path, content, _PUBLIC)
         created.append(display(path))
     if not created:
-        return 0, f"{display(layout.directory)} is already set up; nothing changed"
-    return 0, "created:\n" + "\n".join(f"  {name}" for name in created)
+        return exitcodes.OK, f"{display(layout.directory)} is already set up; nothing changed"
+    return exitcodes.OK, "created:\n" + "\n".join(f"  {name}" for name in created)
 
 
 def _read_input(path: Path, option: str) -> bytes:
@@ -174,14 +178,14 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
     if introduced:
         lines = [report.human(pr) for pr in introduced]
         lines.append("refused: nothing was written; fix the CSR or the options and run add again")
-        return 1, "\n".join(lines)
+        return exitcodes.FAILED, "\n".join(lines)
     rendered = json.dumps(entry, indent=2)
     if args.dry_run:
-        return 0, f"would add to {display(layout.tls_json)}:\n{rendered}"
+        return exitcodes.OK, f"would add to {display(layout.tls_json)}:\n{rendered}"
     if existing is None:
         write_file_atomic(layout.csr(name), pem, _PUBLIC)
     write_file_atomic(layout.tls_json, new_text.encode(), _PUBLIC)
-    return 0, (
+    return exitcodes.OK, (
         f"added {display(layout.csr(name))} and this entry to {display(layout.tls_json)}:\n"
         f"{rendered}\nnext: commit both on a branch and open a pull request"
     )
@@ -239,7 +243,7 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     if errors:
         lines = [report.human(pr) for pr in errors]
         lines.append(f"refused: {len(errors)} error(s); certs-gitops validate must pass first")
-        return 1, "\n".join(lines)
+        return exitcodes.FAILED, "\n".join(lines)
     table = None if args.no_table else _table(args, layout)
     invoker = None if args.dry_run else _invoker(args, layout)
     outcomes = issuing.run(
@@ -257,7 +261,7 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
             counts[o.status] = counts.get(o.status, 0) + 1
         body = {"ok": not failed, "dry_run": args.dry_run, "counts": counts}
         body["entries"] = [o.as_dict() for o in outcomes]
-        return (1 if failed else 0), json.dumps(body, indent=2)
+        return (exitcodes.FAILED if failed else exitcodes.OK), json.dumps(body, indent=2)
     rows = [
         (
             str(o.index),
@@ -278,7 +282,9 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
         if any(o.status == s for o in outcomes)
     )
     prefix = "dry run: " if args.dry_run else ""
-    return (1 if failed else 0), f"{text}\n{prefix}{tally or 'nothing to do'}"
+    return (
+        exitcodes.FAILED if failed else exitcodes.OK
+    ), f"{text}\n{prefix}{tally or 'nothing to do'}"
 
 
 # --- fetch ------------------------------------------------------------------------------------
@@ -393,12 +399,12 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
         "files": [display(out / name) for name in files],
     }
     if args.format == "json":
-        return 0, json.dumps(summary, indent=2)
+        return exitcodes.OK, json.dumps(summary, indent=2)
     lines = [
         f"{key.replace('_', ' ')}: {value}" for key, value in summary.items() if key != "files"
     ]
     lines.append("wrote: " + ", ".join(summary["files"]))  # type: ignore[arg-type]
-    return 0, "\n".join(lines)
+    return exitcodes.OK, "\n".join(lines)
 
 
 # --- revoke -----------------------------------------------------------------------------------
@@ -434,7 +440,7 @@ def revoke(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
         text, {"common_name": args.common_name, "serial_number": serial}
     )
     write_file_atomic(layout.revoked_json, new_text.encode(), _PUBLIC)
-    return 0, (
+    return exitcodes.OK, (
         f"added serial {serial} of {args.common_name!r} (expires {record.expires}) to "
         f"{revoked_file}\nnext: commit it and open a pull request; the CA pipeline publishes "
         "the CRL after the merge"

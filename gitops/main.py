@@ -1,6 +1,7 @@
 """``certs-gitops``: partner CSRs through pull requests into the serverless CA's certs/ tree.
 
-Exit codes: 0 success, 1 problems found or the CA/table failed, 2 bad command-line input.
+Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table): 1 also when ``validate``
+finds problems or an entry failed to issue.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cacore import exitcodes
 from cacore.edge.cliopts import add_aws_arguments, add_ca_arguments
 from cacore.errors import CAError, ConfigurationError, InvalidRequest
 from gitops import commands
@@ -22,7 +24,7 @@ from gitops.report import FORMATS
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # one line naming the problem and where help is, exit 2 (argparse prints the usage block)
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(exitcodes.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _common(parser: argparse.ArgumentParser, env_required: bool = True) -> None:
@@ -145,16 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             code, text = commands.fetch(args, now)
         else:
             code, text = commands.revoke(args, now)
-    except (UsageError, ConfigurationError) as error:
+    except (UsageError, ConfigurationError, InvalidRequest) as error:
         print(f"certs-gitops: error: {error}", file=sys.stderr)
-        return 2
-    except InvalidRequest as error:
-        print(f"certs-gitops: error: {error}", file=sys.stderr)
-        return 1
+        return exitcodes.USAGE
     except (GitopsError, CAError) as error:
         reason = f" ({error.reason})" if isinstance(error, CAError) else ""
         print(f"certs-gitops: error{reason}: {error}", file=sys.stderr)
-        return 1
+        return exitcodes.for_error(error)
     if text:
         print(text)
     return code

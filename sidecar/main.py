@@ -1,7 +1,8 @@
 """``cert-sidecar``: parse settings, then run one of the modes.
 
-Exit codes: 0 done (or healthy, for ``check``), 1 no usable certificate / gave up, 2 bad
-settings. ``check`` never imports boto3: it is an exec probe and must stay fast and light.
+Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table): 0 done (or healthy, for
+``check``), 1 no usable certificate / gave up, 2 bad settings. ``check`` never imports boto3: it
+is an exec probe and must stay fast and light.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from datetime import UTC, datetime
 from functools import partial
 from types import FrameType
 
+from cacore import exitcodes
 from cacore.edge import jsonlog
 from sidecar.settings import Settings, SettingsError, load
 
 log = logging.getLogger("sidecar")
-EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = exitcodes.OK, exitcodes.FAILED, exitcodes.USAGE
 STOP_GRACE_SECONDS = 0.8  # SIGTERM must end the process within a second
 
 

@@ -1,5 +1,6 @@
 """``clientcert-operator``: the operator's command line. Flags become the CLIENTCERT_* settings
 the handlers read, logs become JSON lines, and kopf runs the handlers of ``certoperator.handlers``.
+Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table): 2 for a bad setting.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import socket
 import sys
 from datetime import UTC, datetime
 
+from cacore import exitcodes
 from cacore.edge import jsonlog
 from cacore.errors import CAError
 from certoperator.settings import PREFIX, from_env
@@ -108,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         from_env(os.environ)  # refuse a bad setting now, in one line, before kopf starts
     except CAError as error:
         print(f"clientcert-operator: {error}", file=sys.stderr)
-        return 2
+        return exitcodes.for_error(error)
     if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         print(
             f"clientcert-operator: --log-level: {args.log_level!r} is not a level", file=sys.stderr
         )
-        return 2
+        return exitcodes.USAGE
 
     jsonlog.configure(args.log_level)
     for handler in logging.getLogger().handlers:
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not args.namespace,
         liveness_endpoint=args.liveness or None,
     )
-    return 0
+    return exitcodes.OK
 
 
 def peer_identity(host: str, now: datetime, suffix: str) -> str:
