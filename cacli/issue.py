@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 from cacore.certinfo import subject_fields, summarize
-from cacore.credentials import FileNames, credential_files
+from cacore.credentials import FileNames, Ownership, credential_files
 from cacore.csr import load_csr
 from cacore.edge.client import CAClient
-from cacore.edge.files import AtomicDirectoryWriter, Ownership
+from cacore.edge.files import AtomicDirectoryWriter
 from cacore.errors import InvalidRequest
 from cacore.keys import parse_key_spec, private_key_pem
 from cacore.request import (

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"server said: {result.greeting}")
             return exitcodes.OK if result.ok else exitcodes.FAILED
         server = MutualTLSServer(args.address, args.certs)
-        print(f"listening on {server.server_address[0]}:{server.server_address[1]}", flush=True)
+        host, port = server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
+        print(f"listening on {host}:{port}", flush=True)
         server.serve_in_thread()
         deadline = time.monotonic() + args.seconds if args.seconds else None
         while deadline is None or time.monotonic() < deadline:

@@ -6,7 +6,6 @@ so a linter can report every problem of a file separately."""
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 from cacore import certinfo
 from cacore.certinfo import sans_of
@@ -92,7 +91,7 @@ def requested_sans(csr: x509.CertificateSigningRequest) -> tuple[San, ...]:
     """SANs the requester put in the CSR. The CA ignores them: callers copy them into the request
     explicitly when the requester expects them."""
     try:
-        ext = csr.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (x509.ExtensionNotFound, ValueError):
         return ()
     return sans_of(ext)

@@ -5,6 +5,7 @@ serialised. Making keys and signing CSRs needs randomness, so it lives at the ed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -96,9 +97,9 @@ def load_private_key(pem: bytes) -> PrivateKey:
     return key
 
 
-def public_key_bytes(key: object) -> bytes:
+def public_key_bytes(key: Any) -> bytes:
     """A comparable encoding of a public key (from a private key, a certificate or a CSR key)."""
     public = key.public_key() if hasattr(key, "public_key") else key
-    return public.public_bytes(  # type: ignore[union-attr]
+    return public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

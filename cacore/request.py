@@ -6,6 +6,7 @@ import base64
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from cacore.errors import InvalidRequest
 from cacore.names import SAN_CHECKS
@@ -172,7 +173,9 @@ def validate(request: CertificateRequest) -> CertificateRequest:
 def with_subject_defaults(request: CertificateRequest, **fields: str | None) -> CertificateRequest:
     """Fill subject attributes the request leaves empty (e.g. from a CSR)."""
     current = request.subject
-    merged = {k: getattr(current, k) or v for k, v in fields.items() if k in SUBJECT_FIELDS}
+    merged: dict[str, Any] = {
+        k: getattr(current, k) or v for k, v in fields.items() if k in SUBJECT_FIELDS
+    }
     return replace(request, subject=replace(current, **merged))
 
 

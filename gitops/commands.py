@@ -8,6 +8,7 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -33,6 +34,10 @@ from gitops.layout import (
 )
 from gitops.records import IssuedRecord, newest, newest_valid, parse_serial
 from gitops.validation import EnvState, check_state, read_state
+
+if TYPE_CHECKING:
+    from cacore.edge.client import LambdaTransport
+    from gitops.ca_table import CATable
 
 _PUBLIC = 0o644  # everything in the tree and every fetched file is public material
 
@@ -194,14 +199,14 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
 # --- table and CA helpers -------------------------------------------------------------------
 
 
-def _table(args: argparse.Namespace, layout: EnvLayout) -> object:
+def _table(args: argparse.Namespace, layout: EnvLayout) -> CATable:
     from gitops.ca_table import CATable
 
     name = args.table or table_name(check_project_name(args.project), layout.env)
     return CATable(name, access_from_args(args), args.dynamodb_endpoint_url)
 
 
-def _invoker(args: argparse.Namespace, layout: EnvLayout) -> object:
+def _invoker(args: argparse.Namespace, layout: EnvLayout) -> LambdaTransport:
     from cacore.edge.client import LambdaTransport
 
     function = (
@@ -248,8 +253,8 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     invoker = None if args.dry_run else _invoker(args, layout)
     outcomes = issuing.run(
         result.entries,
-        table.records if table is not None else None,  # type: ignore[attr-defined]
-        invoker,  # type: ignore[arg-type]
+        table.records if table is not None else None,
+        invoker,
         now,
         _revoked_serials(state, layout),
         args.dry_run,
@@ -326,7 +331,7 @@ def _ca_bundle(args: argparse.Namespace, layout: EnvLayout) -> tuple[bytes, str]
     from cacore.edge.client import CAClient
 
     try:
-        chain = CAClient(_invoker(args, layout)).ca_chain()  # type: ignore[arg-type]
+        chain = CAClient(_invoker(args, layout)).ca_chain()
     except CAError as error:
         raise GitopsError(
             f"no CA bundle: {display(layout.ca_bundle)} does not exist and the CA function did "
@@ -363,7 +368,7 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
             serial = parse_serial(args.serial)
         except ValueError as error:
             raise UsageError(f"--serial: {error}") from error
-    records = _table(args, layout).records(args.common_name)  # type: ignore[attr-defined]
+    records = _table(args, layout).records(args.common_name)
     revoked = _revoked_serials(state, layout, args.common_name)
     record = _pick(records, serial, now, revoked, args.common_name)
     leaf_pem = record.certificate_pem or b""
@@ -389,21 +394,22 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     for name, content in files.items():
         write_file_atomic(out / name, content, _PUBLIC)
     state_now = record.state(now, revoked)
-    summary = {
+    files_written = [display(out / name) for name in files]
+    summary: dict[str, object] = {
         "common_name": args.common_name,
         "serial": record.serial,
         "state": state_now,
         "not_before": leaf.not_valid_before_utc.isoformat(),
         "not_after": leaf.not_valid_after_utc.isoformat(),
         "ca_bundle_from": source,
-        "files": [display(out / name) for name in files],
+        "files": files_written,
     }
     if args.format == "json":
         return exitcodes.OK, json.dumps(summary, indent=2)
     lines = [
         f"{key.replace('_', ' ')}: {value}" for key, value in summary.items() if key != "files"
     ]
-    lines.append("wrote: " + ", ".join(summary["files"]))  # type: ignore[arg-type]
+    lines.append("wrote: " + ", ".join(files_written))
     return exitcodes.OK, "\n".join(lines)
 
 
@@ -431,9 +437,9 @@ def revoke(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
             "nothing changed",
         )
     table = _table(args, layout)
-    record = table.record(args.common_name, serial)  # type: ignore[attr-defined]
+    record = table.record(args.common_name, serial)
     if record is None:
-        records = table.records(args.common_name)  # type: ignore[attr-defined]
+        records = table.records(args.common_name)
         listing = _listing(records, now, set())
         raise GitopsError(f"serial {serial} was never issued to {args.common_name!r}: {listing}")
     new_text = jsontext.append_to_array(

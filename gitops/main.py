@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from cacore import exitcodes
 from cacore.edge.cliopts import add_aws_arguments, add_ca_arguments
@@ -22,7 +23,7 @@ from gitops.report import FORMATS
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         # one line naming the problem and where help is, exit 2 (argparse prints the usage block)
         self.exit(exitcodes.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 

@@ -386,6 +386,16 @@ def _check_extensions(value: object, path: Path) -> list[Finding]:
     return findings
 
 
+def _whole(value: object) -> int:
+    """A checked entry's lifetime (``check_entry`` refused anything but a whole number)."""
+    assert isinstance(value, int)
+    return value
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(str(item) for item in value) if isinstance(value, list | tuple) else ()
+
+
 def to_request(entry: Mapping[str, object]) -> CertificateRequest:
     """The request a checked entry stands for; keys cacore does not model travel in ``extra``."""
     subject = Subject(**{name: str(entry[name]) for name in SUBJECT_FIELDS if name in entry})
@@ -395,9 +405,9 @@ def to_request(entry: Mapping[str, object]) -> CertificateRequest:
     return CertificateRequest(
         subject=subject,
         sans=entry_sans(entry["sans"]) if "sans" in entry else (),
-        lifetime_days=int(entry.get("lifetime", 30)),  # type: ignore[call-overload]
-        purposes=tuple(entry.get("purposes") or ("client_auth",)),  # type: ignore[arg-type]
-        extended_key_usages=tuple(entry.get("extended_key_usages") or ()),  # type: ignore[arg-type]
+        lifetime_days=_whole(entry.get("lifetime", 30)),
+        purposes=_strings(entry.get("purposes")) or ("client_auth",),
+        extended_key_usages=_strings(entry.get("extended_key_usages")),
         force_issue=bool(entry.get("force_issue", False)),
         cert_bundle=bool(entry.get("cert_bundle", False)),
         extra=extra,

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 from cacore import csr as csrs
 from cacore.errors import InvalidRequest
@@ -162,7 +161,8 @@ def check_state(state: EnvState) -> Result:
 
 def _check_tls(state: EnvState, doc: jsontext.Document) -> tuple[list[Problem], list[CheckedEntry]]:
     tls_file = display(state.layout.tls_json)
-    values: list = doc.value  # type: ignore[assignment]
+    values = doc.value
+    assert isinstance(values, list)  # _parse_array returns no document otherwise
     problems: list[Problem] = []
     candidates: list[CheckedEntry] = []
     for index, entry in enumerate(values):
@@ -328,7 +328,8 @@ def _check_revoked(file: str, text: str) -> list[Problem]:
     if doc is None:
         return problems
     seen: dict[tuple[str, str], int] = {}
-    for index, entry in enumerate(doc.value):  # type: ignore[arg-type]
+    assert isinstance(doc.value, list)  # _parse_array returns no document otherwise
+    for index, entry in enumerate(doc.value):
         found = check_revoked_entry(entry, index)
         problems += _locate(file, doc, found)
         if found or not isinstance(entry, dict):
@@ -360,7 +361,7 @@ def _check_ca_bundle(file: str, data: bytes) -> list[Problem]:
         ]
     for cert in certificates:
         try:
-            is_ca = cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value.ca
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
         except x509.ExtensionNotFound:
             is_ca = False
         if not is_ca:

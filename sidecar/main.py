@@ -17,10 +17,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from cacore import exitcodes
 from cacore.edge import jsonlog
 from sidecar.settings import Settings, SettingsError, load
+
+if TYPE_CHECKING:
+    from sidecar.loop import RenewalLoop
 
 log = logging.getLogger("sidecar")
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = exitcodes.OK, exitcodes.FAILED, exitcodes.USAGE
@@ -35,7 +39,8 @@ def check(settings: Settings) -> int:
     observed = observe(read_credential_set(settings.output_dir), settings.names)
     problem = readiness_problem(observed, datetime.now(UTC))
     if problem is None and settings.request is not None:
-        problem = subject_mismatch(observed.certificate, settings.request)  # type: ignore[arg-type]
+        assert observed.certificate is not None  # a ready set has a certificate
+        problem = subject_mismatch(observed.certificate, settings.request)
     if problem:
         print(
             f"not ready: {problem.reason}: {problem.message} ({settings.output_dir})",
@@ -48,9 +53,9 @@ def check(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _make_loop(settings: Settings) -> object:
+def _make_loop(settings: Settings) -> RenewalLoop:
     from cacore.edge.client import ca_client
-    from sidecar.loop import RenewalLoop
+    from sidecar.loop import RenewalLoop  # noqa: F811 - at run time, keeping check light
     from sidecar.notify import notify
 
     client = ca_client(settings.ca)
@@ -63,7 +68,7 @@ def _make_loop(settings: Settings) -> object:
 
 def once(settings: Settings) -> int:
     loop = _make_loop(settings)
-    ok, message = loop.once(settings.once_timeout)  # type: ignore[attr-defined]
+    ok, message = loop.once(settings.once_timeout)
     if not ok:
         log.error("no certificate in place", extra={"fields": {"error": message}})
         print(f"cert-sidecar: {message}", file=sys.stderr)
@@ -90,7 +95,7 @@ def run(settings: Settings) -> int:
         try:
             server = HealthServer(
                 settings.listen,
-                loop.state,  # type: ignore[attr-defined]
+                loop.state,
                 max_silence=3 * HEARTBEAT_SECONDS,
                 max_busy=settings.ca.read_timeout + settings.ca.connect_timeout + 60,
             )
@@ -112,7 +117,7 @@ def run(settings: Settings) -> int:
                 "function": settings.ca.function,
                 "endpoint_url": settings.ca.endpoint_url,
                 "output_dir": str(settings.output_dir),
-                "common_name": settings.request.common_name,  # type: ignore[union-attr]
+                "common_name": loop.request.common_name,
                 "listen": f"{host}:{port}" if server else "off",
             }
         },
@@ -121,12 +126,12 @@ def run(settings: Settings) -> int:
 
     def body() -> None:
         try:
-            loop.run(stop)  # type: ignore[attr-defined]
+            loop.run(stop)
         except BaseException as error:  # reported below; the orchestrator restarts us
             crashed.append(error)
             log.exception("renewal loop crashed")
         finally:
-            loop.state.loop_done = True  # type: ignore[attr-defined]
+            loop.state.loop_done = True
             stop.set()
 
     worker = threading.Thread(target=body, name="renewal-loop", daemon=True)

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cacore.config import CAConfig, validate_config
 from cacore.csr import load_csr
@@ -46,14 +46,12 @@ class Invoker(Protocol):
 
 
 class LambdaTransport:
-    def __init__(
-        self, config: CAConfig, session_factory: Callable[[], object] | None = None
-    ) -> None:
+    def __init__(self, config: CAConfig, session_factory: Callable[[], Any] | None = None) -> None:
         self.config = validate_config(config)
         self._session_factory = session_factory
-        self._client: object | None = None
+        self._client: Any = None
 
-    def _make_client(self) -> object:
+    def _make_client(self) -> Any:
         from botocore.config import Config
 
         session = aws.session(self.config.access, self._session_factory)
@@ -77,7 +75,7 @@ class LambdaTransport:
         )
 
     @property
-    def client(self) -> object:
+    def client(self) -> Any:
         if self._client is None:
             try:
                 self._client = self._make_client()
@@ -99,7 +97,7 @@ class LambdaTransport:
 
         client = self.client
         try:
-            response = client.invoke(  # type: ignore[attr-defined]
+            response = client.invoke(
                 FunctionName=self.config.function,
                 InvocationType="RequestResponse",
                 Payload=json.dumps(event).encode(),
@@ -120,13 +118,14 @@ class LambdaTransport:
         return payload, response.get("FunctionError")
 
 
-def _client_error(error: Exception) -> CAError:
-    details = error.response.get("Error", {})  # type: ignore[attr-defined]
+def _client_error(error: Any) -> CAError:
+    """A botocore ``ClientError`` as the core's error."""
+    details = error.response.get("Error", {})
     code = str(details.get("Code", ""))
     message = str(details.get("Message", "")) or code
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))  # type: ignore[attr-defined]
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
     if code in _THROTTLE_CODES or status == 429:
-        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})  # type: ignore[attr-defined]
+        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         retry_after = headers.get("retry-after")
         return Throttled(f"{code}: {message}", float(retry_after) if retry_after else None)
     if code in _ACCESS_CODES or status == 403:

@@ -94,7 +94,11 @@ CONNECTION = Connection()
 
 
 @kopf.on.login()
-async def login(logger: logging.Logger, settings: kopf.OperatorSettings, **_: Any) -> Any:
+async def login(
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    settings: kopf.OperatorSettings,
+    **_: Any,
+) -> Any:
     """kopf's usual credentials (in-cluster ServiceAccount, else kubeconfig; through the
     kubernetes client's loader when it is installed, which also knows exec plugins), in a
     session with a bounded connection pool that the operator's own calls share."""
@@ -143,10 +147,10 @@ def lambdacas(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]
 async def reconcile(
     body: kopf.Body,
     memo: kopf.Memo,
-    lambdacas: kopf.Index,
     stopped: kopf.DaemonStopped,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
+    lambdacas: kopf.Index = kwargs["lambdacas"]  # kopf passes every index by its name
     ctx: Context = memo.ctx
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     wake = ctx.wakers[key] = asyncio.Event()

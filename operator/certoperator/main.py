@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     import certoperator.handlers  # noqa: F401  registers the handlers
 
     kopf.run(
-        identity=peer_identity(socket.gethostname(), datetime.now(UTC), secrets.token_hex(3)),
+        # kopf types this as its peering.Identity NewType of str, which it does not export.
+        identity=peer_identity(socket.gethostname(), datetime.now(UTC), secrets.token_hex(3)),  # type: ignore[arg-type]
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,
         priority=args.priority,

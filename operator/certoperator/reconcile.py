@@ -93,7 +93,7 @@ class ObjectState:
         last = parse_time(current.get("lastFailureTime"))
         if not attempts or last is None:
             return cls()
-        issuing = next(
+        issuing: Mapping[str, Any] = next(
             (c for c in current.get("conditions") or [] if c.get("type") == "Issuing"), {}
         )
         message = str(issuing.get("message") or "")

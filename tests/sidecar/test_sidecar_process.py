@@ -19,7 +19,8 @@ from cryptography.x509.oid import NameOID
 from sidecar_process import ROOT, Sidecar, log_lines, mode_of, run_mode, sidecar_env, wait_for
 
 from cacore.certinfo import chain_problem, key_matches, split_pem_certificates
-from cacore.edge.files import AtomicDirectoryWriter, Ownership, read_credential_set
+from cacore.credentials import Ownership
+from cacore.edge.files import AtomicDirectoryWriter, read_credential_set
 from cacore.edge.keygen import generate_key
 from cacore.keys import load_private_key, private_key_pem
 
