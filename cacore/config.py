@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from cacore.errors import ConfigurationError
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 
 _FUNCTION_ARN = re.compile(
     r"^arn:aws[a-z-]*:lambda:([a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]+(:[\w$-]+)?$"
@@ -48,6 +49,8 @@ class CAConfig:
     # trips the CA's key-reuse guard.
     read_timeout: float = 300.0
     connect_timeout: float = 10.0
+    # The CA's MAX_CERT_LIFETIME (365 unless its deployment says otherwise).
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS
 
     @property
     def access(self) -> AWSAccess:
@@ -72,6 +75,11 @@ def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
         raise ConfigurationError(
             f"{prefix}endpoint_url: {config.endpoint_url!r} must be an http(s) URL such as "
             "http://127.0.0.1:9000"
+        )
+    if config.max_lifetime_days < 1:
+        raise ConfigurationError(
+            f"{prefix}max_lifetime_days: {config.max_lifetime_days} must be at least 1 "
+            "(the CA's MAX_CERT_LIFETIME, 365 by default)"
         )
     if config.read_timeout <= 0 or config.connect_timeout <= 0:
         raise ConfigurationError(f"{prefix}timeouts must be positive")

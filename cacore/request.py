@@ -27,7 +27,10 @@ EXTENDED_KEY_USAGES = (
     "CERTIFICATE_TRANSPARENCY",
 )
 SAN_TYPES = tuple(SAN_CHECKS)
-MIN_LIFETIME_DAYS, MAX_LIFETIME_DAYS = 1, 365
+MIN_LIFETIME_DAYS = 1
+# The CA's MAX_CERT_LIFETIME: a deployment setting, 365 days unless the CA is configured higher.
+# Above it the CA silently caps the lifetime, so the tools refuse more unless told the CA's cap.
+DEFAULT_MAX_LIFETIME_DAYS = 365
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 # Subject attribute -> (event key, longest value X.509 allows).
@@ -127,8 +130,11 @@ def _san_from_text(text: str, field_name: str) -> San:
     return San("DNS_NAME", text)
 
 
-def validate(request: CertificateRequest) -> CertificateRequest:
-    """Refuse locally what the CA would refuse, crash on, or silently change; return the request."""
+def validate(
+    request: CertificateRequest, max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS
+) -> CertificateRequest:
+    """Refuse locally what the CA would refuse, crash on, or silently change; return the request.
+    ``max_lifetime_days`` is the CA's own cap (its MAX_CERT_LIFETIME)."""
     subject = request.subject
     if not subject.common_name or not subject.common_name.strip():
         raise InvalidRequest("common_name", "is required; set the name the certificate is for")
@@ -141,9 +147,15 @@ def validate(request: CertificateRequest) -> CertificateRequest:
     lifetime = request.lifetime_days
     if isinstance(lifetime, bool) or not isinstance(lifetime, int):
         raise InvalidRequest("lifetime", f"must be a whole number of days, got {lifetime!r}")
-    if not MIN_LIFETIME_DAYS <= lifetime <= MAX_LIFETIME_DAYS:
+    if not MIN_LIFETIME_DAYS <= lifetime <= max_lifetime_days:
+        above = (
+            " (the CA's maximum; if the CA allows more, say so with its max lifetime setting)"
+            if lifetime > max_lifetime_days
+            else ""
+        )
         raise InvalidRequest(
-            "lifetime", f"is {lifetime} days; choose {MIN_LIFETIME_DAYS} to {MAX_LIFETIME_DAYS}"
+            "lifetime",
+            f"is {lifetime} days; choose {MIN_LIFETIME_DAYS} to {max_lifetime_days}{above}",
         )
     if not request.purposes:
         raise InvalidRequest("purposes", f"must name at least one of {', '.join(PURPOSES)}")

@@ -18,7 +18,7 @@ from cacore.certinfo import chain_problem, split_pem_certificates
 from cacore.edge.cliopts import access_from_args, config_from_args
 from cacore.edge.files import write_file_atomic
 from cacore.errors import CAError, InvalidRequest
-from cacore.request import parse_sans
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS, parse_sans
 from gitops import issuing, jsontext, report
 from gitops import problems as p
 from gitops.errors import GitopsError, UsageError
@@ -59,7 +59,12 @@ def _existing_env(root: Path, env: str) -> EnvLayout:
 # --- validate ---------------------------------------------------------------------------------
 
 
-def validate(root: Path, envs: list[str] | None, fmt: str) -> tuple[int, str]:
+def validate(
+    root: Path,
+    envs: list[str] | None,
+    fmt: str,
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
+) -> tuple[int, str]:
     names = envs or environments(root)
     if not names:
         raise UsageError(
@@ -68,7 +73,7 @@ def validate(root: Path, envs: list[str] | None, fmt: str) -> tuple[int, str]:
         )
     problems: list[p.Problem] = []
     for env in names:
-        problems += check_state(read_state(_existing_env(root, env))).problems
+        problems += check_state(read_state(_existing_env(root, env), max_lifetime_days)).problems
     return (exitcodes.FAILED if p.has_errors(problems) else exitcodes.OK), report.render(
         problems, fmt, names
     )
@@ -156,7 +161,7 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
         csr = csrs.read_csr(pem, display(args.csr))
     except InvalidRequest as error:
         raise UsageError(str(error)) from error
-    state = read_state(layout)
+    state = read_state(layout, args.max_lifetime_days)
     if state.tls_text is None:  # pragma: no cover - _existing_env checked it
         raise UsageError(f"--env: {display(layout.tls_json)} is missing")
     name = args.name or csr_file_name(
@@ -242,7 +247,7 @@ def _revoked_serials(
 
 def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
-    state = read_state(layout)
+    state = read_state(layout, args.max_lifetime_days)
     result = check_state(state)
     errors = [pr for pr in result.problems if pr.is_error]
     if errors:
@@ -258,6 +263,7 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
         now,
         _revoked_serials(state, layout),
         args.dry_run,
+        args.max_lifetime_days,
     )
     failed = any(o.status == issuing.FAILED for o in outcomes)
     if args.format == "json":

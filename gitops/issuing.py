@@ -17,6 +17,7 @@ from datetime import datetime
 
 from cacore.edge.client import CAClient, Invoker
 from cacore.errors import CAError, CARefused
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 from gitops.records import IssuedRecord, with_public_key
 from gitops.schema import to_request
 from gitops.validation import CheckedEntry
@@ -127,6 +128,7 @@ def run(
     now: datetime,
     revoked_serials: set[str],
     dry_run: bool,
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
 ) -> list[Outcome]:
     """Decide for every entry, then (unless ``dry_run``) issue what needs issuing."""
     outcomes = []
@@ -143,14 +145,15 @@ def run(
             facts = {"serial": record.serial, "not_after": record.expires} if record else {}
             outcomes.append(_outcome(entry, decision.status, decision.detail, **facts))
             continue
-        outcomes.append(_issue(entry, invoker))
+        outcomes.append(_issue(entry, invoker, max_lifetime_days))
         cache.pop(entry.common_name, None)  # the table may have changed for this name
     return outcomes
 
 
-def _issue(entry: CheckedEntry, invoker: Invoker) -> Outcome:
+def _issue(entry: CheckedEntry, invoker: Invoker, max_lifetime_days: int) -> Outcome:
     try:
-        issued = CAClient(invoker).issue_csr(to_request(entry.entry), entry.csr_pem)
+        client = CAClient(invoker, max_lifetime_days=max_lifetime_days)
+        issued = client.issue_csr(to_request(entry.entry), entry.csr_pem)
     except CARefused as error:
         if _KEY_REUSED in error.message:
             detail = f"CA refused: {error.message} (issued before; pass --table to see its serial)"

@@ -17,6 +17,7 @@ from typing import NoReturn
 from cacore import exitcodes
 from cacore.edge.cliopts import add_aws_arguments, add_ca_arguments
 from cacore.errors import CAError, ConfigurationError, InvalidRequest
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 from gitops import commands
 from gitops.errors import GitopsError, UsageError
 from gitops.report import FORMATS
@@ -58,6 +59,17 @@ def _table_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _max_lifetime_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-lifetime-days",
+        type=int,
+        default=int(os.environ.get("CA_MAX_LIFETIME_DAYS") or DEFAULT_MAX_LIFETIME_DAYS),
+        metavar="DAYS",
+        help="the CA's MAX_CERT_LIFETIME (default 365, env CA_MAX_LIFETIME_DAYS): longer "
+        "lifetimes are findings, as the CA would cap them silently",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     root = _Parser(prog="certs-gitops", description=__doc__.splitlines()[0])
     sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -72,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
         "--env", action="append", help="environment to check; repeat it (default: all)"
     )
     validate.add_argument("--format", choices=FORMATS, default="human")
+    _max_lifetime_argument(validate)
 
     add = sub.add_parser("add", help="add a partner's CSR and its tls.json entry")
     _common(add)
@@ -91,7 +104,10 @@ def parser() -> argparse.ArgumentParser:
         "--purpose", action="append", dest="purposes", help="client_auth (default), server_auth"
     )
     add.add_argument("--extended-key-usage", action="append", dest="ekus", default=[])
-    add.add_argument("--lifetime", type=int, default=30, help="days, 1 to 365 (default 30)")
+    add.add_argument(
+        "--lifetime", type=int, default=30, help="days, 1 to --max-lifetime-days (default 30)"
+    )
+    _max_lifetime_argument(add)
     add.add_argument("--name", help="file name in csrs/ (default: from the common name)")
     add.add_argument("--dry-run", action="store_true", help="show the entry, write nothing")
 
@@ -137,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     now = datetime.now(UTC)
     try:
         if args.command == "validate":
-            code, text = commands.validate(args.root, args.env, args.format)
+            code, text = commands.validate(args.root, args.env, args.format, args.max_lifetime_days)
         elif args.command == "init":
             code, text = commands.init(args.root, args.env, args.ca_bundle)
         elif args.command == "add":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cacore.errors import InvalidRequest
 from cacore.request import (
+    DEFAULT_MAX_LIFETIME_DAYS,
     SUBJECT_FIELDS,
     CertificateRequest,
     San,
@@ -124,9 +125,14 @@ def _invalid(path: Path, error: InvalidRequest, code: str = p.INVALID_VALUE) -> 
     return Finding(path, code, error.message.split(": ", 1)[-1])
 
 
-def _check(path: Path, request: CertificateRequest, code: str = p.INVALID_VALUE) -> list[Finding]:
+def _check(
+    path: Path,
+    request: CertificateRequest,
+    code: str = p.INVALID_VALUE,
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
+) -> list[Finding]:
     try:
-        validate(request)
+        validate(request, max_lifetime_days)
     except InvalidRequest as error:
         return [_invalid(path, error, code)]
     return []
@@ -135,8 +141,11 @@ def _check(path: Path, request: CertificateRequest, code: str = p.INVALID_VALUE)
 _PROBE = Subject("probe.example.com")  # a valid subject, so a probe fails only on its own field
 
 
-def check_entry(entry: object, index: int) -> list[Finding]:
-    """Everything wrong with one ``tls.json`` entry that can be seen without its CSR."""
+def check_entry(
+    entry: object, index: int, max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS
+) -> list[Finding]:
+    """Everything wrong with one ``tls.json`` entry that can be seen without its CSR;
+    ``max_lifetime_days`` is the CA's MAX_CERT_LIFETIME."""
     here: Path = (index,)
     if not isinstance(entry, dict):
         return [
@@ -191,7 +200,9 @@ def check_entry(entry: object, index: int) -> list[Finding]:
             )
         else:
             findings += _check(
-                (index, "lifetime"), CertificateRequest(_PROBE, lifetime_days=lifetime)
+                (index, "lifetime"),
+                CertificateRequest(_PROBE, lifetime_days=lifetime),
+                max_lifetime_days=max_lifetime_days,
             )
 
     for name in ("purposes", "extended_key_usages"):

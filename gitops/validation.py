@@ -15,6 +15,7 @@ from cryptography import x509
 from cacore import csr as csrs
 from cacore.errors import InvalidRequest
 from cacore.keys import public_key_bytes
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 from gitops import jsontext
 from gitops import problems as p
 from gitops.layout import CA_BUNDLE, MAX_CSR_BYTES, EnvLayout, display
@@ -30,6 +31,7 @@ class EnvState:
     revoked_texts: dict[Path, str | None] = field(default_factory=dict)
     csrs: dict[str, bytes] = field(default_factory=dict)
     ca_bundle: bytes | None = None
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS  # the CA's MAX_CERT_LIFETIME
 
     def with_changes(self, tls_text: str, csr_name: str, csr_pem: bytes) -> EnvState:
         return replace(self, tls_text=tls_text, csrs={**self.csrs, csr_name: csr_pem})
@@ -69,7 +71,7 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def read_state(layout: EnvLayout) -> EnvState:
+def read_state(layout: EnvLayout, max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS) -> EnvState:
     csr_files: dict[str, bytes] = {}
     if layout.csr_dir.is_dir():
         for entry in sorted(layout.csr_dir.iterdir()):
@@ -85,6 +87,7 @@ def read_state(layout: EnvLayout) -> EnvState:
         },
         csrs=csr_files,
         ca_bundle=bundle,
+        max_lifetime_days=max_lifetime_days,
     )
 
 
@@ -166,7 +169,7 @@ def _check_tls(state: EnvState, doc: jsontext.Document) -> tuple[list[Problem], 
     problems: list[Problem] = []
     candidates: list[CheckedEntry] = []
     for index, entry in enumerate(values):
-        entry_problems = _locate(tls_file, doc, check_entry(entry, index))
+        entry_problems = _locate(tls_file, doc, check_entry(entry, index, state.max_lifetime_days))
         if isinstance(entry, dict) and isinstance(entry.get("csr_file"), str):
             csr_problems, csr = _check_csr(state, doc, index, entry)
             entry_problems += csr_problems

@@ -84,7 +84,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("state", None, "subject ST"),
     Option("country", None, "subject C (two letters)"),
     Option("email_address", None, "subject emailAddress"),
-    Option("lifetime_days", "30", "requested lifetime in days (1-365; the CA may cap it)"),
+    Option("lifetime_days", "30", "requested lifetime in days (1 to max_lifetime_days)"),
+    Option(
+        "max_lifetime_days",
+        "365",
+        "the CA's maximum lifetime (its MAX_CERT_LIFETIME); longer requests are refused",
+    ),
     Option("purposes", "client_auth", "comma list of client_auth, server_auth"),
     Option("extended_key_usages", None, "comma list of EKU names (CODE_SIGNING, ...) or OIDs"),
     Option("key_algorithm", "ecdsa-p256", "ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096"),
@@ -337,12 +342,14 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     if mode not in MODES:
         raise _fail(_BY_NAME["mode"], f"{mode!r} is not a mode; use run, once or check")
 
+    max_lifetime = _value(values, "max_lifetime_days", _int(1, 36500, "use 1 to 36500 days"))
     ca = CAConfig(
         function=_text(values, "function") or DEFAULT_FUNCTION,
         region=_text(values, "region"),
         profile=_text(values, "profile"),
         role_arn=_text(values, "role_arn"),
         endpoint_url=_text(values, "endpoint_url"),
+        max_lifetime_days=max_lifetime,
     )
     try:
         validate_config(ca)
@@ -362,7 +369,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     wanted = CertificateRequest(
         subject=subject,
         sans=_parse(values, "sans", _sans) or (),
-        lifetime_days=_value(values, "lifetime_days", _int(1, 365, "use 1 to 365 days")),
+        lifetime_days=_value(values, "lifetime_days", _int(1, 36500, "use 1 to 36500 days")),
         purposes=_parse(values, "purposes", _list) or (),
         extended_key_usages=_parse(values, "extended_key_usages", _list) or (),
     )
@@ -371,7 +378,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         request = None  # check can verify the files without knowing the name
     else:
         try:
-            validate(wanted)
+            validate(wanted, max_lifetime)
         except InvalidRequest as error:
             option = _field_option(error.field)
             message = _core_message(error, option.name)

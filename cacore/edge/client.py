@@ -24,7 +24,7 @@ from cacore.errors import (
     TransportError,
 )
 from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey
-from cacore.request import CertificateRequest, to_event, validate
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS, CertificateRequest, to_event, validate
 from cacore.response import CAChain, IssuedCertificate, parse_ca_chain, parse_issued, verify_issued
 
 _ACCESS_CODES = {
@@ -147,13 +147,19 @@ class Issuance:
 
 
 class CAClient:
-    def __init__(self, invoker: Invoker, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        invoker: Invoker,
+        clock: Callable[[], float] = time.monotonic,
+        max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
+    ) -> None:
         self.invoker = invoker
         self.clock = clock
+        self.max_lifetime_days = max_lifetime_days
 
     def issue(self, request: CertificateRequest, key: PrivateKey) -> IssuedCertificate:
         """Validate, send, parse and verify; raises a ``CAError`` and returns nothing unverified."""
-        validate(request)
+        validate(request, self.max_lifetime_days)
         csr_pem = build_csr(key, request.subject)
         payload, function_error = self.invoker.invoke(to_event(request, csr_pem))
         issued = parse_issued(payload, function_error)
@@ -161,7 +167,7 @@ class CAClient:
 
     def issue_csr(self, request: CertificateRequest, csr_pem: bytes) -> IssuedCertificate:
         """Certify a CSR made elsewhere (a partner's); the result must carry the CSR's key."""
-        validate(request)
+        validate(request, self.max_lifetime_days)
         public_key = load_csr(csr_pem).public_key()
         payload, function_error = self.invoker.invoke(to_event(request, csr_pem))
         return verify_issued(parse_issued(payload, function_error), public_key)
@@ -170,7 +176,7 @@ class CAClient:
         self, request: CertificateRequest, spec: KeySpec = DEFAULT_KEY
     ) -> Issuance:
         """The whole job: a fresh key (the CA refuses reused keys), CSR, call, verification."""
-        validate(request)
+        validate(request, self.max_lifetime_days)
         started = self.clock()
         key = generate_key(spec)
         certificate = self.issue(request, key)
@@ -182,4 +188,4 @@ class CAClient:
 
 
 def ca_client(config: CAConfig) -> CAClient:
-    return CAClient(LambdaTransport(config))
+    return CAClient(LambdaTransport(config), max_lifetime_days=config.max_lifetime_days)

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from cacore.config import DEFAULT_FUNCTION, AWSAccess, CAConfig, validate_access, validate_config
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 
 
 def add_aws_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -34,6 +35,14 @@ def add_ca_arguments(parser: argparse.ArgumentParser) -> None:
         help="function name or ARN, e.g. serverless-tls-cert-prod (env CA_FUNCTION)",
     )
     group.add_argument(
+        "--max-lifetime-days",
+        type=int,
+        default=int(os.environ.get("CA_MAX_LIFETIME_DAYS") or DEFAULT_MAX_LIFETIME_DAYS),
+        metavar="DAYS",
+        help="the CA's maximum lifetime (its MAX_CERT_LIFETIME; default 365, env "
+        "CA_MAX_LIFETIME_DAYS): longer requests are refused, as the CA would cap them",
+    )
+    group.add_argument(
         "--endpoint-url",
         default=None,
         help="Lambda endpoint, e.g. http://127.0.0.1:9000 for the local CA "
@@ -55,6 +64,7 @@ def config_from_args(args: argparse.Namespace, prefix: str = "") -> CAConfig:
             profile=args.profile,
             role_arn=args.role_arn,
             endpoint_url=args.endpoint_url,
+            max_lifetime_days=args.max_lifetime_days,
         ),
         prefix,
     )

@@ -40,7 +40,10 @@ class CAPool:
             if client is None:
                 transport = LambdaTransport(config)
                 _ = transport.client  # build the boto3 client once, not in every thread
-                client = CAClient(CountingInvoker(transport, self.metrics, issuer))
+                client = CAClient(
+                    CountingInvoker(transport, self.metrics, issuer),
+                    max_lifetime_days=config.max_lifetime_days,
+                )
                 self._clients[(issuer, config)] = client
             return client
 

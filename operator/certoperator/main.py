@@ -23,6 +23,7 @@ _FLAG_ENV = {
     "ca_function": "CA_FUNCTION",
     "ca_region": "CA_REGION",
     "ca_endpoint_url": "CA_ENDPOINT_URL",
+    "ca_max_lifetime_days": "CA_MAX_LIFETIME_DAYS",
     "max_concurrent_issuances": "MAX_CONCURRENT_ISSUANCES",
     "metrics_address": "METRICS_ADDRESS",
     "metrics_port": "METRICS_PORT",
@@ -53,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-function", help="default CA function name or ARN (no LambdaCA needed)")
     p.add_argument("--ca-region", help="region of --ca-function")
     p.add_argument("--ca-endpoint-url", help="endpoint of --ca-function (local CA, VPC endpoint)")
+    p.add_argument(
+        "--ca-max-lifetime-days", type=int, help="the default CA's MAX_CERT_LIFETIME (365)"
+    )
     p.add_argument("--max-concurrent-issuances", type=int, help="bound on CA calls (default 8)")
     p.add_argument("--metrics-address", help="metrics listen address (default 0.0.0.0)")
     p.add_argument("--metrics-port", type=int, help="metrics port; 0 turns it off (default 9090)")

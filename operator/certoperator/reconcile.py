@@ -131,6 +131,17 @@ def resolve_issuer(
     return name, ca_config_for(name, spec)
 
 
+def check_lifetime(cert: CertificateSpec, issuer: str, config: CAConfig) -> None:
+    """The spec's lifetime against its issuer's cap (the CA's MAX_CERT_LIFETIME)."""
+    cap = config.max_lifetime_days
+    if cert.request.lifetime_days > cap:
+        raise InvalidRequest(
+            "spec.lifetimeDays",
+            f"is {cert.request.lifetime_days} days; the issuer {issuer} allows 1 to {cap} "
+            "(its maxLifetimeDays, the CA's MAX_CERT_LIFETIME)",
+        )
+
+
 def secret_body(
     body: Mapping[str, Any],
     cert: CertificateSpec,
@@ -236,6 +247,7 @@ class Reconciler:
             cert = parse_spec(self.body.get("spec") or {})
             self.secret_name = cert.secret_name
             issuer, config = resolve_issuer(cert, settings, lambdacas)
+            check_lifetime(cert, issuer, config)
         except (InvalidRequest, ConfigurationError) as error:
             reason = (
                 renewal.ISSUER_NOT_FOUND
