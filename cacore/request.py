@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -92,7 +93,9 @@ def parse_sans(value: object, field_name: str = "sans") -> tuple[San, ...]:
         return ()
     if isinstance(value, str):
         return tuple(
-            _san_from_text(part.strip(), field_name) for part in value.split(",") if part.strip()
+            _san_from_text(part.strip(), field_name)
+            for part in split_san_list(value)
+            if part.strip()
         )
     if isinstance(value, Mapping):
         sans: list[San] = []
@@ -118,6 +121,13 @@ def parse_sans(value: object, field_name: str = "sans") -> tuple[San, ...]:
                 )
         return tuple(sans)
     raise InvalidRequest(field_name, "must be a string, a list or a map of SAN type to values")
+
+
+def split_san_list(text: str) -> list[str]:
+    """A comma list of SANs, CSV-style: an entry holding commas (a ``DN:`` SAN such as
+    ``DN:CN=app,O=Example``) is written in double quotes, ``"DN:CN=app,O=Example"``; a double
+    quote inside quotes is doubled. Anything else splits at every comma."""
+    return next(csv.reader([text], skipinitialspace=True), [])
 
 
 def _san_from_text(text: str, field_name: str) -> San:

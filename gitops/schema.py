@@ -413,6 +413,9 @@ def to_request(entry: Mapping[str, object]) -> CertificateRequest:
     extra = {
         key: entry[key] for key in ("extensions", "notify_expiry", "notify_issued") if key in entry
     }
+    # The CA's own pipeline notifies before a GitOps certificate expires unless the entry says
+    # otherwise; issuing here leaves the CA's records the same way.
+    extra.setdefault("notify_expiry", True)
     return CertificateRequest(
         subject=subject,
         sans=entry_sans(entry["sans"]) if "sans" in entry else (),
