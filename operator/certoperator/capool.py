@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from cacore.config import CAConfig
 from cacore.edge.client import CAClient, Invoker, Issuance, LambdaTransport
 from cacore.errors import CAError
 from cacore.keys import KeySpec
 from cacore.request import CertificateRequest
+from cacore.response import IssuedCertificate
 from certoperator.metrics import Metrics
+
+T = TypeVar("T")
 
 
 class CountingInvoker:
@@ -47,19 +52,15 @@ class CAPool:
                 self._clients[(issuer, config)] = client
             return client
 
-    def _issue(
-        self, issuer: str, config: CAConfig, request: CertificateRequest, key: KeySpec
-    ) -> Issuance:
+    def _call(self, issuer: str, config: CAConfig, call: Callable[[CAClient], T]) -> T:
         try:
-            return self._client(issuer, config).issue_with_new_key(request, key)
+            return call(self._client(issuer, config))
         except CAError as error:
             self.metrics.failures.labels(issuer, error.reason).inc()
             raise
 
-    async def issue(
-        self, issuer: str, config: CAConfig, request: CertificateRequest, key: KeySpec
-    ) -> Issuance:
-        """One issuance with a new key: exactly one CA invocation, at most ``max_concurrent``
+    async def _run(self, issuer: str, config: CAConfig, call: Callable[[CAClient], T]) -> T:
+        """One blocking client call: exactly one CA invocation, at most ``max_concurrent``
         running at once across the operator."""
         async with self._limit:
             self.metrics.in_flight.inc()
@@ -67,10 +68,22 @@ class CAPool:
                 with self.metrics.duration.time():
                     loop = asyncio.get_running_loop()
                     return await loop.run_in_executor(
-                        self._executor, self._issue, issuer, config, request, key
+                        self._executor, self._call, issuer, config, call
                     )
             finally:
                 self.metrics.in_flight.dec()
+
+    async def issue(
+        self, issuer: str, config: CAConfig, request: CertificateRequest, key: KeySpec
+    ) -> Issuance:
+        """One issuance with a new key."""
+        return await self._run(issuer, config, lambda c: c.issue_with_new_key(request, key))
+
+    async def issue_csr(
+        self, issuer: str, config: CAConfig, request: CertificateRequest, csr_pem: bytes
+    ) -> IssuedCertificate:
+        """Certify a CSR made elsewhere (the CSR signer's), exactly as made."""
+        return await self._run(issuer, config, lambda c: c.issue_csr(request, csr_pem))
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

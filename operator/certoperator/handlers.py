@@ -26,6 +26,7 @@ from certoperator.kube import Connection, KubeApi
 from certoperator.metrics import Metrics
 from certoperator.reconcile import Context, Reconciler
 from certoperator.settings import from_env
+from certoperator.signer import handlers as signer_handlers
 
 log = logging.getLogger("certoperator")
 
@@ -91,6 +92,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 # that stayed in RSS. One bounded pool serves kopf and the operator's own calls.
 API_CONNECTIONS = 32  # includes one long-lived connection per watch stream
 CONNECTION = Connection()
+signer_handlers.register_if_enabled(CONNECTION)  # the CSR signer (CLIENTCERT_SIGNER=true)
 
 
 @kopf.on.login()

@@ -1,0 +1,583 @@
+"""One CSR at a time: gather, decide (``approval``), approve or deny, sign through the CA, publish
+the trust bundle, report. The only signer module that combines the pure parts with the API and
+the CA; the kopf handlers only hand CSRs in.
+
+Exactly once. Every CA call is preceded by a marker, the ``clientcerts.dev/Signing`` condition
+with the attempt number, written at the resourceVersion the decision was made on (for a CSR the
+operator approves, in the same write as the approval). Only the writer whose marker lands may call
+the CA, so two operators never both sign one CSR; a restarted operator finds the marker and knows
+a call may have reached the CA. It then sends the same CSR once more: if the earlier call never
+arrived the CA signs now, and if it did, the CA's key-reuse guard refuses ("Private key has
+already been used for a certificate") and the CSR fails with that text, so one key is never
+certified twice. A certificate the CA returned is kept in memory until it is recorded, and is
+never asked for again. ``status.certificate`` itself can be set only once (the API server refuses
+to change it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from cacore.backoff import backoff_delay
+from cacore.csr import load_csr
+from cacore.errors import (
+    CAError,
+    CARefused,
+    ConfigurationError,
+    InvalidRequest,
+    InvalidResponse,
+    Throttled,
+)
+from cacore.response import IssuedCertificate
+from certoperator.capool import CAPool
+from certoperator.conditions import parse_time
+from certoperator.policy import RetryPolicy
+from certoperator.signer.approval import APPROVE, DENY, ApprovalInput, Decision, evaluate
+from certoperator.signer.csrview import CsrView, view
+from certoperator.signer.kubeapi import KubeApiError, SignerApi
+from certoperator.signer.names import (
+    APPROVED,
+    AWAITING_APPROVAL,
+    CA_INVOKED,
+    CA_REFUSED,
+    DENIED,
+    INVALID_REQUEST,
+    INVALID_RESPONSE,
+    ISSUED,
+    SIGNING,
+    cluster_trust_bundle_name,
+    trust_key,
+)
+from certoperator.signer.policyspec import Policy, policies_for
+from certoperator.signer.settings import SignerCA
+from certoperator.signer.signing import (
+    ca_request,
+    condition,
+    failed,
+    lifetime_days,
+    marker,
+    marker_issued,
+    marker_unavailable,
+    replace_conditions,
+    signed_status,
+)
+from certoperator.signer.trust import (
+    bundle_pem,
+    cluster_trust_bundle_body,
+    configmap_body,
+    configmap_data,
+)
+
+log = logging.getLogger("certoperator.signer")
+
+TRUST_RECHECK_SECONDS = 60.0  # how long a namespace's bundle ConfigMap is trusted to be current
+RECORD_ATTEMPTS = 5
+CONFLICT_ATTEMPTS = 3
+FINISHED_MEMORY = 10000
+
+
+class Conflict(Exception):
+    """The CSR changed since it was read: decide again from a fresh read."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Signer:
+    def __init__(
+        self,
+        api: SignerApi,
+        ca_pool: CAPool,
+        retry: RetryPolicy,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        rand: Callable[[], float] = random.random,
+        claim_seconds: float | None = None,
+    ) -> None:
+        self.api, self.ca_pool, self.retry = api, ca_pool, retry
+        self.claim_seconds = claim_seconds
+        self.clock, self.rand = clock, rand
+        self.cas: Callable[[], Mapping[str, SignerCA]] = dict
+        self.policies: Callable[[], Sequence[Policy]] = tuple
+        self._locks: dict[str, list[Any]] = {}  # uid -> [lock, users]: one CSR at a time
+        self._failures: dict[str, int] = {}
+        self._not_before: dict[str, float] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._unwritten: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self._finished: dict[str, None] = {}  # recent uids this process completed (bounded)
+        self._bundles: dict[str, str] = {}
+        self._fresh: dict[tuple[str, str], tuple[str, float]] = {}
+        self._trust_lock = asyncio.Lock()
+        self._namespace_locks: dict[str, asyncio.Lock] = {}
+        self._ctb_served: bool | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.decisions = Counter(
+            "clientcert_csr_decisions",
+            "CertificateSigningRequests approved, denied or left pending, by signer and reason",
+            ["signer", "outcome", "reason"],
+            registry=registry,
+        )
+        self.signed = Counter(
+            "clientcert_csr_signed",
+            "CertificateSigningRequests signed, or failed, by signer and outcome",
+            ["signer", "outcome"],
+            registry=registry,
+        )
+
+    # --- entry points --------------------------------------------------------------------------
+
+    async def handle(self, body: Mapping[str, Any]) -> None:
+        """Bring one CSR forward as far as it can go now. Never raises: unexpected errors are
+        logged and retried with backoff."""
+        csr = view(body)
+        entry = self._locks.setdefault(csr.uid, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                await self._handle_locked(csr)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0 and self._locks.get(csr.uid) is entry:
+                del self._locks[csr.uid]
+
+    async def _handle_locked(self, csr: CsrView) -> None:
+        try:
+            for _ in range(CONFLICT_ATTEMPTS):
+                try:
+                    await self._step(csr)
+                    return
+                except Conflict:
+                    fresh = await self.api.get_csr(csr.name)
+                    if fresh is None:
+                        return
+                    csr = view(fresh)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the API server or a bug: try again later
+            delay = self._backoff(csr.uid)
+            log.warning(
+                "CSR handling failed",
+                exc_info=error,
+                extra={"fields": {"csr": csr.name, "retry_in": delay}},
+            )
+            self._schedule(csr, delay)
+
+    async def rescan(self, signers: Sequence[str]) -> None:
+        """Handle every CSR of these signers again (a LambdaCA or a policy changed)."""
+        for signer in signers:
+            for body in await self.api.list_csrs(signer):
+                if not view(body).done:
+                    await self.handle(body)
+
+    def close(self) -> None:
+        for task in [*self._timers.values(), *self._background]:
+            task.cancel()
+
+    # --- one step ------------------------------------------------------------------------------
+
+    async def _step(self, csr: CsrView) -> None:
+        ca = self.cas().get(csr.lambdaca or "")
+        if ca is None or csr.done or csr.uid in self._finished:
+            return  # another signer's, not opted in (any more), or finished (a late event)
+        if csr.uid in self._unwritten:
+            await self._record(csr, *self._unwritten[csr.uid])
+            return
+        claimed = False
+        if not csr.decided:
+            decision = evaluate(await self._gather(csr, ca))
+            self.decisions.labels(csr.signer_name, decision.outcome, decision.reason).inc()
+            if decision.outcome == DENY:
+                await self._deny(csr, decision)
+                return
+            if decision.outcome != APPROVE:
+                await self._await_approval(csr, decision)
+                return
+            csr = await self._approve(csr, decision, ca)
+            claimed = True
+        if csr.approved:
+            await self._sign(csr, ca, claimed)
+
+    async def _gather(self, csr: CsrView, ca: SignerCA) -> ApprovalInput:
+        policies = policies_for(csr.signer_name, self.policies())
+        who = csr.requester
+        ns_labels = sa_labels = None
+        if who.namespace and who.service_account:
+            if any(p.requesters.namespace_selector is not None for p in policies):
+                ns_labels = await self.api.namespace_labels(who.namespace)
+            if any(p.requesters.service_account_selector is not None for p in policies):
+                sa_labels = await self.api.service_account_labels(
+                    who.namespace, who.service_account
+                )
+        return ApprovalInput(
+            csr=csr,
+            policies=policies,
+            default_lifetime_days=ca.default_lifetime_days,
+            ca_max_lifetime_days=ca.max_lifetime_days,
+            namespace_labels=ns_labels,
+            service_account_labels=sa_labels,
+        )
+
+    # --- approval ------------------------------------------------------------------------------
+
+    def _body(self, csr: CsrView, conditions: list[dict[str, Any]]) -> dict[str, Any]:
+        body = copy.deepcopy(dict(csr.raw))
+        body.setdefault("status", {})["conditions"] = conditions
+        return body
+
+    async def _write(self, csr: CsrView, body: Mapping[str, Any], approval: bool) -> CsrView:
+        try:
+            if approval:
+                return view(await self.api.update_approval(body))
+            return view(await self.api.update_status(body))
+        except KubeApiError as error:
+            if error.status == 409:
+                raise Conflict() from error
+            raise
+
+    async def _approve(self, csr: CsrView, decision: Decision, ca: SignerCA) -> CsrView:
+        """Approve and claim the first CA call in one write."""
+        conditions = replace_conditions(
+            csr.conditions,
+            condition(APPROVED, "True", decision.reason, decision.message),
+            marker(csr.attempts + 1, ca.name, self.clock()),
+            drop=(AWAITING_APPROVAL,),
+        )
+        written = await self._write(csr, self._body(csr, conditions), approval=True)
+        log.info(
+            "CSR approved",
+            extra={
+                "fields": {"csr": csr.name, "policy": decision.policy, "reason": decision.reason}
+            },
+        )
+        self._event(csr.raw, decision.reason, decision.message)
+        return written
+
+    async def _deny(self, csr: CsrView, decision: Decision) -> None:
+        conditions = replace_conditions(
+            csr.conditions,
+            condition(DENIED, "True", decision.reason, decision.message),
+            drop=(AWAITING_APPROVAL,),
+        )
+        await self._write(csr, self._body(csr, conditions), approval=True)
+        log.warning(
+            "CSR denied",
+            extra={
+                "fields": {
+                    "csr": csr.name,
+                    "requester": csr.requester.username,
+                    "reason": decision.reason,
+                    "detail": decision.message,
+                }
+            },
+        )
+        self._event(csr.raw, decision.reason, decision.message, warning=True)
+        self._pod_event(csr, "CertificateDenied", f"CSR {csr.name} denied: {decision.message}")
+
+    async def _await_approval(self, csr: CsrView, decision: Decision) -> None:
+        """Leave it pending, and say why, once."""
+        current = csr.awaiting_approval
+        if current is not None and current.get("message") == decision.message:
+            return
+        note = condition(AWAITING_APPROVAL, "True", decision.reason, decision.message)
+        await self._write(csr, self._body(csr, replace_conditions(csr.conditions, note)), False)
+        log.info("CSR awaits manual approval", extra={"fields": {"csr": csr.name}})
+        self._event(csr.raw, decision.reason, decision.message)
+        self._pod_event(csr, "CertificatePending", f"CSR {csr.name}: {decision.message}")
+
+    # --- signing -------------------------------------------------------------------------------
+
+    async def _sign(self, csr: CsrView, ca: SignerCA, claimed: bool) -> None:
+        if not claimed and self._not_before.get(csr.uid, 0.0) > time.monotonic():
+            return  # backing off; the timer brings it back
+        try:
+            config = ca.config()
+        except ConfigurationError as error:
+            log.warning(
+                "LambdaCA unusable", extra={"fields": {"csr": csr.name, "error": str(error)}}
+            )
+            self._schedule(csr, self.retry.cap)
+            return
+        attempt = csr.attempts if claimed else csr.attempts + 1
+        if not claimed:
+            wait = self._claim_wait(csr, config.read_timeout + config.connect_timeout + 30)
+            if wait > 0:
+                log.info(
+                    "CSR claimed by an earlier CA call; waiting for it to time out",
+                    extra={"fields": {"csr": csr.name, "seconds": round(wait, 1)}},
+                )
+                self._schedule(csr, wait)
+                return
+            conditions = replace_conditions(
+                csr.conditions, marker(attempt, ca.name, self.clock()), drop=(AWAITING_APPROVAL,)
+            )
+            csr = await self._write(csr, self._body(csr, conditions), approval=False)
+        try:
+            parsed = load_csr(csr.request_pem, "spec.request")
+            days = lifetime_days(csr.expiration_seconds, ca.default_lifetime_days)
+            request = ca_request(parsed, csr.usages, min(days, ca.max_lifetime_days))
+            issued = await self.ca_pool.issue_csr(ca.name, config, request, csr.request_pem)
+        except InvalidRequest as error:
+            await self._fail(csr, attempt, INVALID_REQUEST, error.message)
+        except CARefused as error:
+            await self._fail(csr, attempt, CA_REFUSED, error.message)
+        except InvalidResponse as error:
+            await self._fail(csr, attempt, INVALID_RESPONSE, error.message)
+        except CAError as error:
+            await self._unavailable(csr, attempt, error)
+        else:
+            done = marker_issued(attempt, issued.serial, issued.not_after)
+            self._unwritten[csr.uid] = (issued.chain_pem, done)
+            # The bundle first: a Pod that sees its certificate finds the CA certificates too.
+            await self._publish_trust(ca.name, issued, csr.requester.namespace)
+            await self._record(csr, issued.chain_pem, done)
+
+    async def _record(self, csr: CsrView, chain_pem: bytes, done: dict[str, str]) -> None:
+        """Write the certificate. A conflict re-reads and writes again; anything else keeps the
+        certificate in memory and retries later, never asking the CA again."""
+        for _ in range(RECORD_ATTEMPTS):
+            body = copy.deepcopy(dict(csr.raw))
+            body["status"] = {
+                **(body.get("status") or {}),
+                **signed_status(csr.conditions, chain_pem, done),
+            }
+            try:
+                await self.api.update_status(body)
+                break
+            except KubeApiError as error:
+                if error.status != 409:
+                    delay = self._backoff(csr.uid)
+                    log.warning(
+                        "certificate not recorded yet",
+                        extra={"fields": {"csr": csr.name, "error": str(error), "retry_in": delay}},
+                    )
+                    self._schedule(csr, delay)
+                    return
+            fresh = await self.api.get_csr(csr.name)
+            if fresh is None or view(fresh).done:
+                break
+            csr = view(fresh)
+        else:
+            self._schedule(csr, self._backoff(csr.uid))
+            return
+        self._unwritten.pop(csr.uid, None)
+        self.signed.labels(csr.signer_name, ISSUED).inc()
+        message = done["message"].split(": ", 1)[-1]
+        log.info("CSR signed", extra={"fields": {"csr": csr.name, "detail": message}})
+        self._event(csr.raw, ISSUED, f"{message} (signer {csr.signer_name})")
+        self._forget(csr.uid)
+
+    async def _fail(self, csr: CsrView, attempt: int, reason: str, message: str) -> None:
+        """A final answer: the Failed condition, with the CA's own words when it refused."""
+        closed = condition(SIGNING, "False", reason, f"attempt {attempt}: failed, see Failed")
+        for _ in range(CONFLICT_ATTEMPTS):
+            conditions = replace_conditions(csr.conditions, failed(reason, message), closed)
+            try:
+                await self._write(csr, self._body(csr, conditions), approval=False)
+                break
+            except Conflict:
+                fresh = await self.api.get_csr(csr.name)
+                if fresh is None or view(fresh).done:
+                    return
+                csr = view(fresh)
+        self.signed.labels(csr.signer_name, reason).inc()
+        note = ""
+        if reason == CA_REFUSED and attempt > 1:
+            note = (
+                f" (attempt {attempt}: an earlier attempt may have been signed before the operator "
+                "could record it; the CA certifies a key once, so ask again with a new key and CSR)"
+            )
+        log.warning(
+            "CSR failed", extra={"fields": {"csr": csr.name, "reason": reason, "error": message}}
+        )
+        self._event(csr.raw, reason, message + note, warning=True)
+        self._pod_event(csr, "CertificateFailed", f"CSR {csr.name} failed: {message}{note}")
+        self._forget(csr.uid)
+
+    async def _unavailable(self, csr: CsrView, attempt: int, error: CAError) -> None:
+        delay = self._backoff(csr.uid)
+        if isinstance(error, Throttled) and error.retry_after:
+            delay = max(delay, error.retry_after)
+        retry_at = self.clock() + timedelta(seconds=delay)
+        text = f"{error.reason}: {error.message}"
+        note = marker_unavailable(attempt, text, retry_at)
+        try:
+            await self._write(csr, self._body(csr, replace_conditions(csr.conditions, note)), False)
+        except (Conflict, KubeApiError) as write_error:
+            log.info(
+                "marker not updated", extra={"fields": {"csr": csr.name, "error": str(write_error)}}
+            )
+        log.warning(
+            "CA call failed; will retry",
+            extra={"fields": {"csr": csr.name, "error": text, "retry_in": round(delay, 3)}},
+        )
+        self._event(csr.raw, error.reason, f"{text}; trying again in {delay:.0f} s", warning=True)
+        self._schedule(csr, delay)
+
+    def _claim_wait(self, csr: CsrView, call_seconds: float) -> float:
+        """Seconds until a CA call announced by the marker can no longer be running. A marker of
+        another process (or of this one before a restart) is a lease on the CSR: nobody calls the
+        CA again while that call may still be waiting for its answer."""
+        marker_now = csr.condition(SIGNING)
+        if not marker_now or marker_now.get("status") != "True":
+            return 0.0
+        if marker_now.get("reason") != CA_INVOKED:
+            return 0.0  # the attempt ended (CAUnavailable): nothing is in flight
+        updated = parse_time(marker_now.get("lastUpdateTime"))
+        if updated is None:
+            return 0.0
+        lease = self.claim_seconds if self.claim_seconds is not None else call_seconds
+        return max(0.0, (updated + timedelta(seconds=lease) - self.clock()).total_seconds())
+
+    # --- trust bundle --------------------------------------------------------------------------
+
+    async def _publish_trust(
+        self, lambdaca: str, issued: IssuedCertificate, namespace: str | None
+    ) -> None:
+        pem = bundle_pem(issued.issuing_ca_pem, issued.root_ca_pem)
+        try:
+            if self._bundles.get(lambdaca) != pem:
+                async with self._trust_lock:
+                    if self._bundles.get(lambdaca) != pem:
+                        await self._refresh_everywhere(lambdaca, pem)
+                        self._bundles[lambdaca] = pem
+            if namespace:
+                await self._ensure_configmap(lambdaca, namespace, pem)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # never hold a certificate back for the bundle
+            log.warning(
+                "trust bundle not published",
+                extra={
+                    "fields": {"lambdaca": lambdaca, "namespace": namespace, "error": str(error)}
+                },
+            )
+
+    async def _refresh_everywhere(self, lambdaca: str, pem: str) -> None:
+        """A new bundle (first one since start, or the CA changed): the ClusterTrustBundle and
+        every namespace's ConfigMap that carries this LambdaCA's key."""
+        if self._ctb_served is None:
+            self._ctb_served = await self.api.cluster_trust_bundles_served()
+        if self._ctb_served:
+            name = cluster_trust_bundle_name(lambdaca)
+            current = await self.api.get_cluster_trust_bundle(name)
+            if current is None:
+                await self.api.write_cluster_trust_bundle(cluster_trust_bundle_body(lambdaca, pem))
+            elif (current.get("spec") or {}).get("trustBundle") != pem:
+                version = current["metadata"]["resourceVersion"]
+                body = cluster_trust_bundle_body(lambdaca, pem, version)
+                await self.api.write_cluster_trust_bundle(body)
+        for key in [k for k in self._fresh if k[0] == lambdaca]:
+            del self._fresh[key]
+        for found in await self.api.list_trust_configmaps():
+            if trust_key(lambdaca) in (found.get("data") or {}):
+                await self._ensure_configmap(lambdaca, found["metadata"]["namespace"], pem, found)
+
+    async def _ensure_configmap(
+        self, lambdaca: str, namespace: str, pem: str, current: Mapping[str, Any] | None = None
+    ) -> None:
+        key = (lambdaca, namespace)
+        now = time.monotonic()
+        known = self._fresh.get(key)
+        if known is not None and known[0] == pem and known[1] > now:
+            return
+        lock = self._namespace_locks.setdefault(namespace, asyncio.Lock())
+        async with lock:
+            for _ in range(CONFLICT_ATTEMPTS):
+                if current is None:
+                    current = await self.api.get_trust_configmap(namespace)
+                data = configmap_data(current, lambdaca, pem)
+                if data is None:
+                    break
+                version = (current or {}).get("metadata", {}).get("resourceVersion")
+                try:
+                    await self.api.write_trust_configmap(configmap_body(namespace, data, version))
+                    break
+                except KubeApiError as error:
+                    if error.status != 409:
+                        raise
+                    current = None  # changed or created meanwhile: read again
+            self._fresh[key] = (pem, now + TRUST_RECHECK_SECONDS)
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def _backoff(self, uid: str) -> float:
+        self._failures[uid] = self._failures.get(uid, 0) + 1
+        return backoff_delay(self._failures[uid], self.rand(), self.retry.base, self.retry.cap)
+
+    def _schedule(self, csr: CsrView, delay: float) -> None:
+        self._not_before[csr.uid] = time.monotonic() + delay
+        previous = self._timers.pop(csr.uid, None)
+        if previous is not None:
+            previous.cancel()
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            self._timers.pop(csr.uid, None)
+            self._not_before.pop(csr.uid, None)
+            fresh = await self.api.get_csr(csr.name)
+            if fresh is not None and view(fresh).uid == csr.uid:
+                await self.handle(fresh)
+
+        self._timers[csr.uid] = asyncio.create_task(later())
+
+    def _forget(self, uid: str) -> None:
+        self._finished[uid] = None
+        while len(self._finished) > FINISHED_MEMORY:
+            del self._finished[next(iter(self._finished))]
+        self._failures.pop(uid, None)
+        self._not_before.pop(uid, None)
+        timer = self._timers.pop(uid, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _event(
+        self, involved: Mapping[str, Any], reason: str, message: str, warning: bool = False
+    ) -> None:
+        """Posted in the background: an event must never slow or fail a decision."""
+
+        async def post() -> None:
+            try:
+                await self.api.post_event(
+                    involved, "CertificateSigningRequest", reason, message, warning
+                )
+            except Exception as error:
+                log.info(
+                    "event not posted", extra={"fields": {"reason": reason, "error": str(error)}}
+                )
+
+        self._spawn(post())
+
+    def _pod_event(self, csr: CsrView, reason: str, message: str) -> None:
+        """The same news on the requesting Pod, where its team looks (``kubectl describe pod``)."""
+        who = csr.requester
+        if not (who.pod_name and who.pod_uid and who.namespace):
+            return
+        pod = {
+            "apiVersion": "v1",
+            "metadata": {"name": who.pod_name, "namespace": who.namespace, "uid": who.pod_uid},
+        }
+
+        async def post() -> None:
+            try:
+                await self.api.post_event(pod, "Pod", reason, message, warning=True)
+            except Exception as error:
+                log.info(
+                    "event not posted", extra={"fields": {"reason": reason, "error": str(error)}}
+                )
+
+        self._spawn(post())
