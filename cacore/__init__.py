@@ -14,6 +14,8 @@ and random numbers are parameters (``now``, ``rand``), so every decision is a ta
 - ``credentials``: which files or Secret keys hold a credential set.
 - ``keys``, ``csr``, ``certinfo``, ``names``: key types, judging CSRs, reading certificates,
   which names the CA keeps.
+- ``kubecsr``: the Kubernetes CertificateSigningRequest vocabulary (usages, whole-day lifetimes,
+  the CSR object) that the operator's signer and the sidecar's ``kubernetes`` issuer share.
 
 ``cacore/edge/`` holds the imperative shell the tools share: ``aws`` (the one boto3 session:
 profile, role, assume-role), ``client`` (the Lambda transport and the CA client), ``keygen``

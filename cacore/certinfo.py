@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,6 +113,23 @@ def sans_of(names: Iterable[x509.GeneralName]) -> tuple[San, ...]:
             )
             sans.append(San(san_type, str(value)))
     return tuple(sans)
+
+
+def general_name(san: San) -> x509.GeneralName:
+    """The x509 name for a contract SAN, the inverse of ``sans_of`` (a ``DN`` is encoded in the
+    order written, as the CA encodes it); ``ValueError`` for a value of the wrong form."""
+    if san.type == "DNS_NAME":
+        return x509.DNSName(san.value)
+    if san.type == "IP_ADDRESS":
+        return x509.IPAddress(ipaddress.ip_address(san.value))
+    if san.type == "EMAIL_ADDRESS":
+        return x509.RFC822Name(san.value)
+    if san.type == "URL":
+        return x509.UniformResourceIdentifier(san.value)
+    if san.type == "DN":
+        written = x509.Name.from_rfc4514_string(san.value).rdns  # RFC 4514 lists them reversed
+        return x509.DirectoryName(x509.Name(list(reversed(written))))
+    raise ValueError(f"{san.type!r} is not a SAN type")
 
 
 def certificate_sans(cert: x509.Certificate) -> tuple[San, ...]:

@@ -87,3 +87,23 @@ class InvalidResponse(CAError):
     """The CA answered, but not with a certificate we can trust or use; nothing is written."""
 
     reason = "InvalidResponse"
+
+
+class Denied(CAError):
+    """A Kubernetes signer's approver denied the certificate request; its reason and message (the
+    policy and field to change) are kept verbatim. Asking again changes nothing until a person
+    changes the policy or the request."""
+
+    reason = "Denied"
+
+    def __init__(self, denial_reason: str, message: str) -> None:
+        super().__init__(f"{denial_reason}: {message}")
+        self.denial_reason = denial_reason
+
+
+class PendingApproval(CAError):
+    """The certificate request was neither approved nor signed in time; the same request is
+    waited on again (a person may still approve it, or the signer may be catching up)."""
+
+    reason = "Pending"
+    retryable = True

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cryptography import x509
 
 from cacore.certinfo import chain_problem, split_pem_certificates
 from cacore.errors import CAFunctionError, CARefused, InvalidResponse
-from cacore.keys import public_key_bytes
+from cacore.keys import PrivateKey, public_key_bytes
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,15 @@ class IssuedCertificate:
     @property
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.certificate_pem)
+
+
+@dataclass(frozen=True)
+class Issuance:
+    """One successful issuance: the key the caller made and the verified certificate for it."""
+
+    key: PrivateKey
+    certificate: IssuedCertificate
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -85,33 +94,46 @@ def parse_ca_chain(payload: object, function_error: str | None = None) -> CAChai
     )
 
 
+def issued_certificate(
+    leaf_pem: bytes, issuing_ca_pem: bytes, root_ca_pem: bytes, subject: str | None = None
+) -> IssuedCertificate:
+    """An ``IssuedCertificate`` from PEM: the leaf, and the CA certificates it should chain to
+    (checked by ``verify_issued``). ``InvalidResponse`` when the leaf does not parse."""
+    try:
+        leaf = x509.load_pem_x509_certificate(leaf_pem)
+    except ValueError as error:
+        raise InvalidResponse(f"CA returned a certificate that does not parse: {error}") from error
+    names = [a.value for a in leaf.subject if a.oid == x509.oid.NameOID.COMMON_NAME]
+    return IssuedCertificate(
+        certificate_pem=leaf_pem,
+        issuing_ca_pem=issuing_ca_pem,
+        root_ca_pem=root_ca_pem,
+        serial=leaf.serial_number,
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        subject=subject or leaf.subject.rfc4514_string(),
+        common_name=str(names[0]) if names else "",
+    )
+
+
 def parse_issued(payload: object, function_error: str | None = None) -> IssuedCertificate:
     """An ``IssuedCertificate`` from a successful issuance payload (``cert_bundle`` or not)."""
     body = raise_for_failure(payload, function_error)
     chain = parse_ca_chain(body)
     # With cert_bundle the field holds leaf + issuing + root; the leaf always comes first.
     leaf_pem = split_pem_certificates(_pem_field(body, "Base64Certificate"))[0]
-    try:
-        leaf = x509.load_pem_x509_certificate(leaf_pem)
-    except ValueError as error:
-        raise InvalidResponse(f"CA returned a certificate that does not parse: {error}") from error
+    issued = issued_certificate(
+        leaf_pem, chain.issuing_ca_pem, chain.root_ca_pem, str(body.get("Subject") or "") or None
+    )
     info = body.get("CertificateInfo") or {}
     serial = info.get("SerialNumber")
-    if serial is not None and str(serial) != str(leaf.serial_number):
+    if serial is not None and str(serial) != str(issued.serial):
         raise InvalidResponse(
-            f"CertificateInfo.SerialNumber {serial} is not the certificate's {leaf.serial_number}"
+            f"CertificateInfo.SerialNumber {serial} is not the certificate's {issued.serial}"
         )
-    names = [a.value for a in leaf.subject if a.oid == x509.oid.NameOID.COMMON_NAME]
-    return IssuedCertificate(
-        certificate_pem=leaf_pem,
-        issuing_ca_pem=chain.issuing_ca_pem,
-        root_ca_pem=chain.root_ca_pem,
-        serial=leaf.serial_number,
-        not_before=leaf.not_valid_before_utc,
-        not_after=leaf.not_valid_after_utc,
-        subject=str(body.get("Subject") or leaf.subject.rfc4514_string()),
-        common_name=str(names[0]) if names else str(info.get("CommonName", "")),
-    )
+    if not issued.common_name and info.get("CommonName"):
+        issued = replace(issued, common_name=str(info["CommonName"]))
+    return issued
 
 
 def verify_issued(issued: IssuedCertificate, public_key: object) -> IssuedCertificate:

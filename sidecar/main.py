@@ -54,16 +54,19 @@ def check(settings: Settings) -> int:
 
 
 def _make_loop(settings: Settings) -> RenewalLoop:
-    from cacore.edge.client import ca_client
-    from sidecar.loop import RenewalLoop  # noqa: F811 - at run time, keeping check light
+    from sidecar.loop import IssueWithNewKey, RenewalLoop  # noqa: F811 - at run time: check stays light
     from sidecar.notify import notify
 
-    client = ca_client(settings.ca)
-    return RenewalLoop(
-        settings,
-        issuer=client.issue_with_new_key,
-        notifier=partial(notify, settings.reload),
-    )
+    issuer: IssueWithNewKey
+    if settings.kube is not None:  # CERT_SIDECAR_ISSUER=kubernetes: no AWS, no boto3
+        from sidecar.kubeissuer import kubernetes_issuer
+
+        issuer = kubernetes_issuer(settings.kube)
+    else:
+        from cacore.edge.client import ca_client
+
+        issuer = ca_client(settings.ca).issue_with_new_key
+    return RenewalLoop(settings, issuer=issuer, notifier=partial(notify, settings.reload))
 
 
 def once(settings: Settings) -> int:
@@ -114,8 +117,15 @@ def run(settings: Settings) -> int:
         extra={
             "fields": {
                 "mode": "run",
-                "function": settings.ca.function,
-                "endpoint_url": settings.ca.endpoint_url,
+                "issuer": settings.issuer,
+                **(
+                    {"signer": settings.kube.signer_name, "api": settings.kube.api_url}
+                    if settings.kube
+                    else {
+                        "function": settings.ca.function,
+                        "endpoint_url": settings.ca.endpoint_url,
+                    }
+                ),
                 "output_dir": str(settings.output_dir),
                 "common_name": loop.request.common_name,
                 "listen": f"{host}:{port}" if server else "off",

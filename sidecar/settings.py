@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,13 @@ from cacore.request import CertificateRequest, San, Subject, parse_sans, validat
 PREFIX = "CERT_SIDECAR_"
 T = TypeVar("T")
 MODES = ("run", "once", "check")
+ISSUERS = ("lambda", "kubernetes")
+KUBE_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+KUBE_CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+TRUST_BUNDLE_CONFIGMAP = "clientcert-ca-bundle"
+TRUST_BUNDLE_DIR = f"/var/run/{TRUST_BUNDLE_CONFIGMAP}"
+OPERATOR_SIGNER_DOMAIN = "clientcerts.dev"
+_SIGNER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 class SettingsError(ValueError):
@@ -71,6 +79,35 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("profile", None, "AWS profile to use", env=("AWS_PROFILE",)),
     Option("role_arn", None, "IAM role to assume before invoking the CA"),
+    # The Kubernetes issuer (no AWS at all: a CSR that the operator's signer approves and signs)
+    Option(
+        "issuer",
+        "lambda",
+        "lambda (invoke the CA function with AWS credentials) or kubernetes (a "
+        "CertificateSigningRequest made with the pod's ServiceAccount, signed by the operator)",
+    ),
+    Option("signer_name", None, "kubernetes: the CSR signer, clientcerts.dev/<LambdaCA name>"),
+    Option(
+        "kube_api_url",
+        None,
+        "kubernetes: the API server (default: in-cluster, KUBERNETES_SERVICE_HOST and _PORT)",
+    ),
+    Option(
+        "kube_token_file", KUBE_TOKEN_FILE, "kubernetes: the ServiceAccount token, re-read per call"
+    ),
+    Option("kube_ca_file", KUBE_CA_FILE, "kubernetes: the API server's CA bundle"),
+    Option(
+        "trust_bundle_file",
+        None,
+        "kubernetes: issuing then root CA as the operator publishes them (default "
+        f"{TRUST_BUNDLE_DIR}/<LambdaCA>.crt, the {TRUST_BUNDLE_CONFIGMAP} ConfigMap mounted there)",
+    ),
+    Option(
+        "csr_timeout",
+        "2m",
+        "kubernetes: how long one attempt waits for approval and signing (then the same CSR is "
+        "waited on again after a backoff)",
+    ),
     # The certificate
     Option("common_name", None, "certificate common name (required for run and once)"),
     Option(
@@ -152,6 +189,19 @@ class ReloadSettings:
 
 
 @dataclass(frozen=True)
+class KubeIssuerSettings:
+    """Where the Kubernetes issuer asks, as whom, and what it waits for."""
+
+    signer_name: str
+    api_url: str
+    token_file: Path
+    ca_file: Path | None
+    trust_bundle_file: Path
+    usages: tuple[str, ...]  # spec.usages asking for exactly the configured purposes and EKUs
+    csr_timeout: float
+
+
+@dataclass(frozen=True)
 class Settings:
     mode: str
     ca: CAConfig
@@ -169,6 +219,8 @@ class Settings:
     reload: ReloadSettings
     listen: tuple[str, int] | None
     log_level: str
+    issuer: str = "lambda"
+    kube: KubeIssuerSettings | None = None  # set when issuer is kubernetes
 
 
 def _fail(option: Option, message: str) -> SettingsError:
@@ -341,6 +393,9 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     mode = _text(values, "mode") or "run"
     if mode not in MODES:
         raise _fail(_BY_NAME["mode"], f"{mode!r} is not a mode; use run, once or check")
+    issuer = (_text(values, "issuer") or "lambda").lower()
+    if issuer not in ISSUERS:
+        raise _fail(_BY_NAME["issuer"], f"{issuer!r} is not an issuer; use lambda or kubernetes")
 
     max_lifetime = _value(values, "max_lifetime_days", _int(1, 36500, "use 1 to 36500 days"))
     ca = CAConfig(
@@ -472,6 +527,65 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         ),
         listen=listen,
         log_level=level,
+        issuer=issuer,
+        kube=_kube_issuer(values, environ, request) if issuer == "kubernetes" else None,
+    )
+
+
+def _in_cluster_api(environ: Mapping[str, str]) -> str | None:
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+def _kube_issuer(
+    values: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    request: CertificateRequest | None,
+) -> KubeIssuerSettings:
+    from cacore.kubecsr import usages_for
+
+    signer = _text(values, "signer_name")
+    if not signer:
+        raise _fail(
+            _BY_NAME["signer_name"],
+            f"is required with CERT_SIDECAR_ISSUER=kubernetes, e.g. {OPERATOR_SIGNER_DOMAIN}/prod",
+        )
+    if not _SIGNER_NAME.match(signer):
+        raise _fail(
+            _BY_NAME["signer_name"], f"{signer!r} is not a signer name such as clientcerts.dev/prod"
+        )
+    api = _text(values, "kube_api_url") or _in_cluster_api(environ)
+    if not api:
+        raise _fail(
+            _BY_NAME["kube_api_url"],
+            "is not set and KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are missing (not in a "
+            "pod?); set the API server URL",
+        )
+    if not api.startswith("https://"):
+        raise _fail(_BY_NAME["kube_api_url"], f"{api!r} must be an https:// URL")
+    domain, _, lambdaca = signer.partition("/")
+    bundle = _text(values, "trust_bundle_file")
+    if not bundle:
+        if domain != OPERATOR_SIGNER_DOMAIN:
+            raise _fail(_BY_NAME["trust_bundle_file"], f"is required for signer {signer}")
+        bundle = f"{TRUST_BUNDLE_DIR}/{lambdaca}.crt"
+    usages: tuple[str, ...] = ()
+    if request is not None:
+        try:
+            usages = tuple(usages_for(request))
+        except ValueError as error:
+            raise _fail(_BY_NAME["extended_key_usages"], str(error)) from error
+    ca_file = _text(values, "kube_ca_file")
+    return KubeIssuerSettings(
+        signer_name=signer,
+        api_url=api.rstrip("/"),
+        token_file=Path(_text(values, "kube_token_file") or KUBE_TOKEN_FILE),
+        ca_file=Path(ca_file) if ca_file else None,
+        trust_bundle_file=Path(bundle),
+        usages=usages,
+        csr_timeout=_value(values, "csr_timeout", _seconds),
     )
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cacore.config import CAConfig, validate_config
@@ -25,7 +24,16 @@ from cacore.errors import (
 )
 from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey
 from cacore.request import DEFAULT_MAX_LIFETIME_DAYS, CertificateRequest, to_event, validate
-from cacore.response import CAChain, IssuedCertificate, parse_ca_chain, parse_issued, verify_issued
+from cacore.response import (
+    CAChain,
+    Issuance,
+    IssuedCertificate,
+    parse_ca_chain,
+    parse_issued,
+    verify_issued,
+)
+
+__all__ = ["CAClient", "Invoker", "Issuance", "LambdaTransport", "ca_client"]
 
 _ACCESS_CODES = {
     "AccessDeniedException",
@@ -135,15 +143,6 @@ def _client_error(error: Any) -> CAError:
     if status >= 500:
         return TransportError(f"Lambda service error {code}: {message}")
     return CAError(f"{code}: {message}")
-
-
-@dataclass(frozen=True)
-class Issuance:
-    """One successful issuance: the key we made and the verified certificate for it."""
-
-    key: PrivateKey
-    certificate: IssuedCertificate
-    seconds: float
 
 
 class CAClient:

@@ -3,10 +3,13 @@ used and leave only as a 0600 file or a Secret."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from cacore.certinfo import general_name
 from cacore.errors import InvalidRequest
 from cacore.keys import (
     CURVES,
@@ -17,7 +20,7 @@ from cacore.keys import (
     PrivateKey,
     subject_name,
 )
-from cacore.request import Subject
+from cacore.request import San, Subject
 
 
 def generate_key(spec: KeySpec = DEFAULT_KEY) -> PrivateKey:
@@ -30,7 +33,11 @@ def generate_key(spec: KeySpec = DEFAULT_KEY) -> PrivateKey:
     )
 
 
-def build_csr(key: PrivateKey, subject: Subject) -> bytes:
-    """A PEM CSR signed by ``key``: the CA uses only its public key and subject."""
+def build_csr(key: PrivateKey, subject: Subject, sans: Sequence[San] = ()) -> bytes:
+    """A PEM CSR signed by ``key``. The CA uses only its public key and subject; ``sans`` go in
+    for a signer that reads them from the CSR (the Kubernetes signer does)."""
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject_name(subject))
+    if sans:
+        names = [general_name(san) for san in sans]
+        csr = csr.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)

@@ -20,6 +20,7 @@ from cryptography import x509
 from cacore.csr import key_problem, load_csr, requested_sans, subject_fields
 from cacore.errors import InvalidRequest
 from cacore.keys import key_spec_of
+from cacore.kubecsr import SECONDS_PER_DAY, lifetime_days
 from cacore.request import San, validate
 from certoperator.signer import templates
 from certoperator.signer.csrview import CsrView
@@ -33,7 +34,7 @@ from certoperator.signer.names import (
     POLICY_VIOLATION,
 )
 from certoperator.signer.policyspec import MANUAL, SUBJECT_FIELDS, Policy, policies_for
-from certoperator.signer.signing import SECONDS_PER_DAY, ca_request, lifetime_days
+from certoperator.signer.signing import ca_request
 
 APPROVE, DENY, PENDING = "Approve", "Deny", "Pending"
 _POLICY_KEYS = {event: key for key, event in SUBJECT_FIELDS.items()}

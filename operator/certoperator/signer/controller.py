@@ -37,6 +37,7 @@ from cacore.errors import (
     InvalidResponse,
     Throttled,
 )
+from cacore.kubecsr import lifetime_days
 from cacore.response import IssuedCertificate
 from certoperator.capool import CAPool
 from certoperator.conditions import parse_time
@@ -63,7 +64,6 @@ from certoperator.signer.signing import (
     ca_request,
     condition,
     failed,
-    lifetime_days,
     marker,
     marker_issued,
     marker_unavailable,

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from cacore.errors import InvalidRequest
 from cacore.keys import KEY_ALGORITHMS, parse_key_spec
+from cacore.kubecsr import SUPPORTED_USAGES
 from cacore.request import San, parse_sans
 from certoperator.signer import templates
 from certoperator.signer.names import SIGNER_DOMAIN
-from certoperator.signer.signing import SUPPORTED_USAGES
 
 DEFAULT_USAGES = ("digital signature", "key encipherment", "client auth")
 DEFAULT_MAX_LIFETIME_DAYS = 30

@@ -2,12 +2,7 @@
 
 The CA event carries the CSR exactly as the requester made it; the subject and SANs it names are
 read from that CSR (the CA ignores SANs inside a CSR, so they must travel in the event) and were
-checked against the policy before approval. Usages become the CA's purposes and extended key
-usages; the CA always adds digitalSignature and keyEncipherment.
-
-Lifetime: the CA counts whole days, one at least. ``spec.expirationSeconds`` is rounded *down* to
-whole days, so a certificate never outlives the request by more than the CA's one-day minimum:
-a request of 600 s to 86399 s gets one day, 36 h gets one day, 48 h two.
+checked against the policy before approval. Usages and lifetime follow ``cacore.kubecsr``.
 """
 
 from __future__ import annotations
@@ -21,6 +16,12 @@ from cryptography import x509
 
 from cacore.csr import requested_sans, subject_fields
 from cacore.errors import InvalidRequest
+from cacore.kubecsr import (
+    SUPPORTED_USAGES,
+    extended_key_usages_of,
+    purposes_of,
+    unsupported_usages,
+)
 from cacore.request import CertificateRequest, Subject
 from certoperator.conditions import format_time
 from certoperator.signer.names import (
@@ -31,30 +32,6 @@ from certoperator.signer.names import (
     ISSUED,
     SIGNING,
 )
-
-SECONDS_PER_DAY = 86400
-PURPOSE_USAGES = {"client auth": "client_auth", "server auth": "server_auth"}
-EKU_USAGES = {
-    "code signing": "CODE_SIGNING",
-    "email protection": "EMAIL_PROTECTION",
-    "timestamping": "TIME_STAMPING",
-    "ocsp signing": "OCSP_SIGNING",
-}
-# Key usages the CA's certificates always have.
-KEY_USAGES = ("digital signature", "key encipherment", "signing")
-SUPPORTED_USAGES = (*KEY_USAGES, *PURPOSE_USAGES, *EKU_USAGES)
-
-
-def lifetime_days(expiration_seconds: int | None, default_days: int) -> int:
-    """Whole days for a requested ``spec.expirationSeconds`` (rounded down, at least one), or the
-    signer's default when the CSR asks for nothing."""
-    if expiration_seconds is None:
-        return default_days
-    return max(1, expiration_seconds // SECONDS_PER_DAY)
-
-
-def unsupported_usages(usages: Sequence[str]) -> tuple[str, ...]:
-    return tuple(u for u in usages if u not in SUPPORTED_USAGES)
 
 
 def ca_request(
@@ -69,7 +46,7 @@ def ca_request(
             f"{', '.join(bad)} cannot be issued by the serverless CA; it issues "
             f"{', '.join(SUPPORTED_USAGES)}",
         )
-    purposes = tuple(dict.fromkeys(PURPOSE_USAGES[u] for u in usages if u in PURPOSE_USAGES))
+    purposes = purposes_of(usages)
     if not purposes:
         raise InvalidRequest(
             "spec.usages", "must include client auth or server auth (the CA sets one of them)"
@@ -84,7 +61,7 @@ def ca_request(
         sans=requested_sans(csr),
         lifetime_days=lifetime,
         purposes=purposes,
-        extended_key_usages=tuple(EKU_USAGES[u] for u in usages if u in EKU_USAGES),
+        extended_key_usages=extended_key_usages_of(usages),
     )
 
 
