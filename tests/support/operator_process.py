@@ -34,6 +34,7 @@ def install_crds(kube: Any) -> None:
         "--timeout=60s",
         "crd/clientcertificates.clientcerts.dev",
         "crd/lambdacas.clientcerts.dev",
+        "crd/clientcertificatepolicies.clientcerts.dev",
         "crd/clusterkopfpeerings.kopf.dev",
         "crd/kopfpeerings.kopf.dev",
     )

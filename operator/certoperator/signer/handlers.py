@@ -99,13 +99,15 @@ def register_if_enabled(connection: Connection) -> None:
 
 
 def _register() -> None:
-    @kopf.index(GROUP, VERSION, CA_PLURAL)
+    # Handlers defined in a function need explicit ids: kopf names indices (the kwargs handlers
+    # receive) and handlers by them.
+    @kopf.index(GROUP, VERSION, CA_PLURAL, id="signer_lambdacas")
     def signer_lambdacas(name: str, spec: kopf.Spec, **_: Any) -> dict[str, SignerCA] | None:
         """LambdaCAs that serve as signers (``spec.signer.enabled``)."""
         ca = signer_ca(name, dict(spec))
         return {name: ca} if ca is not None else None
 
-    @kopf.index(GROUP, VERSION, POLICY_PLURAL)
+    @kopf.index(GROUP, VERSION, POLICY_PLURAL, id="signer_policies")
     def signer_policies(name: str, spec: kopf.Spec, **_: Any) -> dict[str, Policy]:
         """Every ClientCertificatePolicy, parsed once per change."""
         return {name: parse_policy(name, dict(spec))}
@@ -115,25 +117,27 @@ def _register() -> None:
         lambdaca = lambdaca_of(str(spec.get("signerName", "")))
         return lambdaca is not None and lambdaca in kwargs["signer_lambdacas"]
 
-    @kopf.on.event("certificates.k8s.io", "v1", "certificatesigningrequests", when=ours)
+    @kopf.on.event(
+        "certificates.k8s.io", "v1", "certificatesigningrequests", when=ours, id="signer_csr"
+    )
     async def csr_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
         if type == "DELETED":
             return
         await WIRING.get(memo, kwargs).handle(body)
 
-    @kopf.on.event(GROUP, VERSION, POLICY_PLURAL)
-    def policy_changed(memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
+    @kopf.on.event(GROUP, VERSION, POLICY_PLURAL, id="signer_policy_changed")
+    async def policy_changed(memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
         """A policy created or changed: pending CSRs are decided again (initial listing: no)."""
         if type is not None:
             WIRING.rescan_soon(memo, kwargs)
 
-    @kopf.on.event(GROUP, VERSION, CA_PLURAL)
-    def lambdaca_changed(memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
+    @kopf.on.event(GROUP, VERSION, CA_PLURAL, id="signer_lambdaca_changed")
+    async def lambdaca_changed(memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
         """A LambdaCA opted in (or its CA changed): its waiting CSRs are handled now."""
         if type is not None:
             WIRING.rescan_soon(memo, kwargs)
 
-    @kopf.on.cleanup()
+    @kopf.on.cleanup(id="signer_stop")
     async def stop_signer(**_: Any) -> None:
         if WIRING.signer is not None:
             WIRING.signer.close()
