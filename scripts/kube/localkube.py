@@ -40,6 +40,8 @@ WORKDIR_PREFIX = "lcc-kube-"
 CONTROLLERS = "garbagecollector,namespace,serviceaccount,deployment,replicaset"
 START_ATTEMPTS = 3
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+FEATURE_GATES = "ClusterTrustBundle=true"
+RUNTIME_CONFIG = "certificates.k8s.io/v1beta1/clustertrustbundles=true"
 
 T = TypeVar("T")
 
@@ -399,6 +401,10 @@ class ControlPlane:
                     f"--service-account-key-file={pki.sa_public}",
                     f"--service-account-signing-key-file={pki.sa_private}",
                     "--allow-privileged=true",
+                    # ClusterTrustBundle is beta and off by default in v1.34: the CSR signer
+                    # publishes its CA certificates there as well as in ConfigMaps.
+                    f"--feature-gates={FEATURE_GATES}",
+                    f"--runtime-config={RUNTIME_CONFIG}",
                     "--v=1",
                 ],
                 w,

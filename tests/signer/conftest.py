@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from support.csr_requests import Requester, signer_lambdaca
+from support.csr_requests import Requester, policy_manifest, signer_lambdaca
 from support.operator_process import OperatorProcess, apply, install_crds
 
 
@@ -40,6 +40,29 @@ def operator(cluster, local_ca, lambdaca, tmp_path_factory):
     op = start_operator(cluster, local_ca, tmp_path_factory.mktemp("op") / "operator.log").start()
     yield op
     op.stop()
+
+
+@pytest.fixture
+def policy(cluster, signer, kube_namespace):
+    """policy(**spec): every ServiceAccount of the test's namespace may have <sa>.<ns>.svc and its
+    cluster.local form (spec overrides); deleted after the test."""
+    name = f"p-{kube_namespace}"
+
+    def make(**spec):
+        body = {
+            "requesters": {"serviceAccounts": [{"namespace": kube_namespace}]},
+            "subject": {"commonName": "{serviceAccount}.{namespace}.svc"},
+            "sans": [
+                "{serviceAccount}.{namespace}.svc",
+                "{serviceAccount}.{namespace}.svc.cluster.local",
+            ],
+            **spec,
+        }
+        apply(cluster, policy_manifest(name, signer, **body))
+        return name
+
+    yield make
+    cluster.kubectl("delete", "clientcertificatepolicy", name, "--ignore-not-found")
 
 
 @pytest.fixture

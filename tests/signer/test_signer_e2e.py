@@ -8,6 +8,7 @@ import json
 import secrets
 
 import pytest
+from cryptography import x509
 from support.csr_requests import (
     certificates,
     condition,
@@ -23,35 +24,8 @@ from cacore.request import San
 pytestmark = pytest.mark.timeout(180)
 
 
-def templated_policy(signer, namespace, name=None, **spec):
-    """Every ServiceAccount of ``namespace`` may have <sa>.<ns>.svc and its cluster.local form."""
-    body = {
-        "requesters": {"serviceAccounts": [{"namespace": namespace}]},
-        "subject": {"commonName": "{serviceAccount}.{namespace}.svc"},
-        "sans": [
-            "{serviceAccount}.{namespace}.svc",
-            "{serviceAccount}.{namespace}.svc.cluster.local",
-        ],
-        **spec,
-    }
-    return policy_manifest(name or f"p-{namespace}", signer, **body)
-
-
 def denied(obj):
     return condition(obj, "Denied")
-
-
-@pytest.fixture
-def policy(cluster, signer, kube_namespace):
-    def make(**spec):
-        manifest = templated_policy(signer, kube_namespace, **spec)
-        apply(cluster, manifest)
-        return manifest["metadata"]["name"]
-
-    yield make
-    cluster.kubectl(
-        "delete", "clientcertificatepolicy", f"p-{kube_namespace}", "--ignore-not-found"
-    )
 
 
 def test_the_templated_name_is_exactly_what_the_certificate_carries(
@@ -172,3 +146,21 @@ def test_the_ca_refusal_reaches_the_failed_condition_verbatim(
     assert condition(obj, "Failed")["reason"] == "CARefused"
     assert condition(obj, "Failed")["message"] == refusal
     assert not signed(obj)
+
+
+def test_the_trust_bundle_is_published_in_the_namespace_and_as_a_cluster_trust_bundle(
+    cluster, operator, policy, requester, kube_namespace, signer, lambdaca
+):
+    policy()
+    name, _ = requester("api").submit(signer, f"api.{kube_namespace}.svc")
+    leaf, issuing = certificates(wait_csr(cluster, name, signed, message="signed"))
+    configmap = cluster.get_json("configmap", "clientcert-ca-bundle", "-n", kube_namespace)
+    bundle = x509.load_pem_x509_certificates(configmap["data"][f"{lambdaca}.crt"].encode())
+    assert [c.subject for c in bundle][0] == issuing.subject  # issuing CA, then the root
+    root = bundle[-1]
+    assert root.subject == root.issuer
+    assert chain_problem(leaf, [issuing, root]) is None
+    assert configmap["metadata"]["labels"]["clientcerts.dev/trust-bundle"] == "true"
+    ctb = cluster.get_json("clustertrustbundle", f"clientcerts.dev:{lambdaca}:bundle")
+    assert ctb["spec"]["signerName"] == signer
+    assert ctb["spec"]["trustBundle"] == configmap["data"][f"{lambdaca}.crt"]
