@@ -355,11 +355,66 @@ EVERY_SETTING = {
 }
 
 
+# Settings of the kubernetes issuer only; the in-cluster ones (API URL, token, CA) are left to the
+# sidecar's defaults, which are where a pod finds them.
+KUBERNETES_ISSUER_OPTIONS = (
+    "issuer", "signer_name", "kube_api_url", "kube_token_file", "kube_ca_file",
+    "trust_bundle_file", "csr_timeout",
+)  # fmt: skip
+
+
+def test_the_kubernetes_issuer_gets_its_settings_no_aws_and_the_trust_bundle_volume(helm):
+    values = {
+        "issuer": "kubernetes",
+        "kubernetes": {"signerName": "clientcerts.dev/prod", "csrTimeout": "90s"},
+        "ca": EVERY_SETTING["ca"],
+        "certificate": {"commonName": "payments.example.com"},
+    }
+    docs = helm.render(EXAMPLE_APP, {"cert-sidecar": values})
+    (sidecar,) = sidecar_containers(docs)[0]
+    env = env_of(sidecar)
+    assert not [name for name in env if "AWS" in name or name.endswith(("FUNCTION", "ROLE_ARN"))]
+    settings = load(sidecar["args"], {**env, "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+                                      "KUBERNETES_SERVICE_PORT": "443"})  # fmt: skip
+    assert settings.issuer == "kubernetes" and settings.kube is not None
+    assert settings.kube.signer_name == "clientcerts.dev/prod"
+    assert settings.kube.csr_timeout == 90
+    assert str(settings.kube.trust_bundle_file) == "/var/run/clientcert-ca-bundle/prod.crt"
+    assert settings.kube.api_url == "https://10.0.0.1:443"
+    mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
+    assert mounts["/var/run/clientcert-ca-bundle"]["readOnly"] is True
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["certs-trust"]["configMap"] == {"name": "clientcert-ca-bundle", "optional": True}
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["certificates.k8s.io"],
+            "resources": ["certificatesigningrequests"],
+            "verbs": ["create", "get", "watch"],
+        }
+    ]
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "apps"}]
+
+
+def test_the_lambda_issuer_gets_no_rbac_and_no_trust_bundle_volume(helm):
+    docs = helm.render(EXAMPLE_APP, {})
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]] == ["certs"]
+
+
 def test_every_sidecar_setting_reaches_the_sidecar_as_its_documented_variable(helm):
     docs = helm.render(EXAMPLE_APP, {"cert-sidecar": EVERY_SETTING})
     (sidecar,) = sidecar_containers(docs)[0]
     env = env_of(sidecar)
-    missing = [o.variables[0] for o in OPTIONS if o.name != "mode" and o.variables[0] not in env]
+    missing = [
+        o.variables[0]
+        for o in OPTIONS
+        if o.name not in ("mode", *KUBERNETES_ISSUER_OPTIONS) and o.variables[0] not in env
+    ]
     assert missing == []
     settings = load(sidecar["args"], env)  # the sidecar's own parser: every value must be valid
     assert settings.mode == "run"

@@ -51,11 +51,19 @@ context (`.`) and reads the settings under `.Values "cert-sidecar"`, over this l
 {{- if kindIs "map" $sans }}{{ $sans = toJson $sans }}{{ end -}}
 {{- $listen := "off" -}}
 {{- if $v.health.port }}{{ $listen = printf "0.0.0.0:%v" $v.health.port }}{{ end -}}
+{{- if eq ($v.issuer | default "lambda") "kubernetes" }}
+{{- $k := $v.kubernetes }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_ISSUER" "kubernetes") }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_SIGNER_NAME" $k.signerName) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_CSR_TIMEOUT" $k.csrTimeout) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_TRUST_BUNDLE_FILE" (printf "%s/%s.crt" $k.trustBundle.mountPath (last (splitList "/" $k.signerName)))) }}
+{{- else }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_FUNCTION" $v.ca.function) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_REGION" $v.ca.region) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_ENDPOINT_URL" $v.ca.endpointUrl) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_ROLE_ARN" $v.ca.roleArn) }}
 {{- include "cert-sidecar.envVar" (list "AWS_PROFILE" $v.ca.profile) }}
+{{- end }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_COMMON_NAME" $c.commonName) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_SANS" $sans) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_ORGANIZATION" $c.organization) }}
@@ -108,6 +116,11 @@ env:
 volumeMounts:
   - name: {{ $v.volume.name }}
     mountPath: {{ $v.files.mountPath }}
+  {{- if eq ($v.issuer | default "lambda") "kubernetes" }}
+  - name: {{ $v.volume.name }}-trust
+    mountPath: {{ $v.kubernetes.trustBundle.mountPath }}
+    readOnly: true
+  {{- end }}
 resources:
   {{- toYaml $v.resources | nindent 2 }}
 securityContext:
@@ -194,6 +207,13 @@ certificate matching its key is in the volume. */}}
 {{- with $v.volume.sizeLimit }}{{ $_ := set $emptyDir "sizeLimit" . }}{{ end }}
 - name: {{ $v.volume.name }}
   emptyDir: {{ toJson $emptyDir }}
+{{- if eq ($v.issuer | default "lambda") "kubernetes" }}
+- name: {{ $v.volume.name }}-trust
+  configMap:
+    name: {{ $v.kubernetes.trustBundle.configMap }}
+    # The operator writes it when it first signs for this namespace; kubelet then projects it.
+    optional: true
+{{- end }}
 {{- end -}}
 
 {{/* The app container's read-only mount of the credentials: one list item. */}}
@@ -202,6 +222,52 @@ certificate matching its key is in the volume. */}}
 - name: {{ $v.volume.name }}
   mountPath: {{ $v.files.mountPath }}
   readOnly: true
+{{- end -}}
+
+{{/* The RBAC of the kubernetes issuer, exactly: create, get and watch on
+CertificateSigningRequests, for the pod's ServiceAccount. Nothing when the issuer is lambda.
+Takes (dict "root" . "serviceAccountName" NAME):
+
+  {{- include "cert-sidecar.rbac" (dict "root" . "serviceAccountName" (include "my-app.serviceAccountName" .)) }}
+*/}}
+{{- define "cert-sidecar.rbac" -}}
+{{- $root := .root -}}
+{{- $v := fromYaml (include "cert-sidecar.settings" $root) -}}
+{{- if eq ($v.issuer | default "lambda") "kubernetes" -}}
+{{- $name := printf "%s-%s-cert-sidecar" $root.Release.Namespace $root.Release.Name | trunc 63 | trimSuffix "-" -}}
+---
+# cert-sidecar's kubernetes issuer: it creates its CSR, reads it, and watches it for the
+# certificate. It cannot list, approve, sign or delete CSRs, nor read anything else.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ $name }}
+  labels:
+    app.kubernetes.io/name: cert-sidecar
+    app.kubernetes.io/instance: {{ $root.Release.Name }}
+    app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+rules:
+  - apiGroups: [certificates.k8s.io]
+    resources: [certificatesigningrequests]
+    verbs: [create, get, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ $name }}
+  labels:
+    app.kubernetes.io/name: cert-sidecar
+    app.kubernetes.io/instance: {{ $root.Release.Name }}
+    app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ $name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ .serviceAccountName }}
+    namespace: {{ $root.Release.Namespace }}
+{{- end -}}
 {{- end -}}
 
 {{/* "true" when the reload action needs the pod's processes to see each other. */}}

@@ -76,6 +76,10 @@ spec:
         - name: CLIENTCERT_DEFAULT_ISSUER
           value: {{ . | quote }}
         {{- end }}
+        {{- if $v.signer.enabled }}
+        - name: CLIENTCERT_SIGNER
+          value: "true"
+        {{- end }}
         - name: CLIENTCERT_MAX_CONCURRENT_ISSUANCES
           value: {{ $v.settings.maxConcurrentIssuances | quote }}
         - name: CLIENTCERT_RENEWAL_JITTER
