@@ -85,5 +85,12 @@ class CAPool:
         """Certify a CSR made elsewhere (the CSR signer's), exactly as made."""
         return await self._run(issuer, config, lambda c: c.issue_csr(request, csr_pem))
 
+    async def prepare(self, issuer: str, config: CAConfig) -> None:
+        """Build a CA's client before its first call: importing boto3 and making a client take
+        ~0.5 s of CPU that would otherwise hold up the first issuances (and, through the GIL,
+        the event loop)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._client, issuer, config)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

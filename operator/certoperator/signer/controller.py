@@ -83,6 +83,7 @@ TRUST_RECHECK_SECONDS = 60.0  # how long a namespace's bundle ConfigMap is trust
 RECORD_ATTEMPTS = 5
 CONFLICT_ATTEMPTS = 3
 FINISHED_MEMORY = 10000
+EVENT_CONCURRENCY = 4
 
 
 class Conflict(Exception):
@@ -121,6 +122,9 @@ class Signer:
         self._namespace_locks: dict[str, asyncio.Lock] = {}
         self._ctb_served: bool | None = None
         self._background: set[asyncio.Task[None]] = set()
+        # Events share the API connections with decisions: a few at a time, so a burst of CSRs
+        # is approved and signed first and told about after.
+        self._event_slots = asyncio.Semaphore(EVENT_CONCURRENCY)
         self.decisions = Counter(
             "clientcert_csr_decisions",
             "CertificateSigningRequests approved, denied or left pending, by signer and reason",
@@ -178,6 +182,19 @@ class Signer:
             for body in await self.api.list_csrs(signer):
                 if not view(body).done:
                     await self.handle(body)
+
+    async def prepare(self, lambdaca: str) -> None:
+        """Make the CA client of an opted-in LambdaCA ready before CSRs arrive."""
+        ca = self.cas().get(lambdaca)
+        if ca is None:
+            return
+        try:
+            await self.ca_pool.prepare(ca.name, ca.config())
+        except Exception as error:  # reported again, with the CSR, at the first real call
+            log.info(
+                "CA client not prepared",
+                extra={"fields": {"lambdaca": lambdaca, "error": str(error)}},
+            )
 
     def close(self) -> None:
         for task in [*self._timers.values(), *self._background]:
@@ -443,15 +460,17 @@ class Signer:
     async def _publish_trust(
         self, lambdaca: str, issued: IssuedCertificate, namespace: str | None
     ) -> None:
+        """The requester's namespace gets the bundle before its certificate is recorded; a new
+        bundle goes everywhere else (the ClusterTrustBundle, other namespaces) in the
+        background, so the first signing after a start does not hold up the others."""
         pem = bundle_pem(issued.issuing_ca_pem, issued.root_ca_pem)
+        if self._bundles.get(lambdaca) != pem:
+            self._bundles[lambdaca] = pem
+            self._spawn(self._refresh_everywhere(lambdaca, pem))
+        if not namespace:
+            return
         try:
-            if self._bundles.get(lambdaca) != pem:
-                async with self._trust_lock:
-                    if self._bundles.get(lambdaca) != pem:
-                        await self._refresh_everywhere(lambdaca, pem)
-                        self._bundles[lambdaca] = pem
-            if namespace:
-                await self._ensure_configmap(lambdaca, namespace, pem)
+            await self._ensure_configmap(lambdaca, namespace, pem)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # never hold a certificate back for the bundle
@@ -463,8 +482,24 @@ class Signer:
             )
 
     async def _refresh_everywhere(self, lambdaca: str, pem: str) -> None:
-        """A new bundle (first one since start, or the CA changed): the ClusterTrustBundle and
-        every namespace's ConfigMap that carries this LambdaCA's key."""
+        """A new bundle (the first since start, or the CA changed): the ClusterTrustBundle and
+        every namespace's ConfigMap that carries this LambdaCA's key. One at a time; a newer
+        bundle seen meanwhile starts its own refresh after this one."""
+        async with self._trust_lock:
+            if self._bundles.get(lambdaca) != pem:
+                return  # superseded
+            try:
+                await self._refresh(lambdaca, pem)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the next new bundle, or a restart, tries again
+                self._bundles.pop(lambdaca, None)
+                log.warning(
+                    "trust bundle not refreshed",
+                    extra={"fields": {"lambdaca": lambdaca, "error": str(error)}},
+                )
+
+    async def _refresh(self, lambdaca: str, pem: str) -> None:
         if self._ctb_served is None:
             self._ctb_served = await self.api.cluster_trust_bundles_served()
         if self._ctb_served:
@@ -476,11 +511,11 @@ class Signer:
                 version = current["metadata"]["resourceVersion"]
                 body = cluster_trust_bundle_body(lambdaca, pem, version)
                 await self.api.write_cluster_trust_bundle(body)
-        for key in [k for k in self._fresh if k[0] == lambdaca]:
-            del self._fresh[key]
         for found in await self.api.list_trust_configmaps():
             if trust_key(lambdaca) in (found.get("data") or {}):
-                await self._ensure_configmap(lambdaca, found["metadata"]["namespace"], pem, found)
+                namespace = found["metadata"]["namespace"]
+                self._fresh.pop((lambdaca, namespace), None)
+                await self._ensure_configmap(lambdaca, namespace, pem, found)
 
     async def _ensure_configmap(
         self, lambdaca: str, namespace: str, pem: str, current: Mapping[str, Any] | None = None
@@ -552,9 +587,10 @@ class Signer:
 
         async def post() -> None:
             try:
-                await self.api.post_event(
-                    involved, "CertificateSigningRequest", reason, message, warning
-                )
+                async with self._event_slots:
+                    await self.api.post_event(
+                        involved, "CertificateSigningRequest", reason, message, warning
+                    )
             except Exception as error:
                 log.info(
                     "event not posted", extra={"fields": {"reason": reason, "error": str(error)}}
@@ -574,7 +610,8 @@ class Signer:
 
         async def post() -> None:
             try:
-                await self.api.post_event(pod, "Pod", reason, message, warning=True)
+                async with self._event_slots:
+                    await self.api.post_event(pod, "Pod", reason, message, warning=True)
             except Exception as error:
                 log.info(
                     "event not posted", extra={"fields": {"reason": reason, "error": str(error)}}

@@ -132,8 +132,12 @@ def _register() -> None:
             WIRING.rescan_soon(memo, kwargs)
 
     @kopf.on.event(GROUP, VERSION, CA_PLURAL, id="signer_lambdaca_changed")
-    async def lambdaca_changed(memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
-        """A LambdaCA opted in (or its CA changed): its waiting CSRs are handled now."""
+    async def lambdaca_changed(name: str, memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
+        """A LambdaCA opted in (or its CA changed): its client is made ready, and its waiting
+        CSRs are handled now (at start, kopf's own listing of CSRs does that)."""
+        if type == "DELETED":
+            return
+        await WIRING.get(memo, kwargs).prepare(name)
         if type is not None:
             WIRING.rescan_soon(memo, kwargs)
 

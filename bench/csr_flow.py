@@ -1,0 +1,235 @@
+"""Benchmark the CSR signer: N CertificateSigningRequests created at once by N ServiceAccounts
+(default 100), each with its own token, approved by a ClientCertificatePolicy and signed by the
+operator through the local CA, on a real control plane; all started here.
+
+    python bench/csr_flow.py [--count 100] [--concurrency 8]
+
+Reports how many were signed, create -> certificate latency (p50, p95, max; from just before each
+POST to the watch event that carries the certificate), CA invocations (must equal N) and the
+operator's peak RSS; a readable report on stderr, then one JSON line of figures on stdout.
+Target: p50 <= 500 ms on this machine with the local CA.
+"""
+
+import argparse
+import http.client
+import json
+import ssl
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "scripts" / "kube"), str(ROOT / "tests"), str(ROOT)]
+
+import kubehandle  # noqa: E402
+import localkube  # noqa: E402
+from support.csr_requests import (  # noqa: E402
+    CLIENT_USAGES,
+    REQUESTER_ROLE,
+    REQUESTER_RULES,
+    api_ca_file,
+    policy_manifest,
+    signer_lambdaca,
+)
+from support.localca_fixtures import LocalCA  # noqa: E402
+from support.operator_process import OperatorProcess, apply, install_crds  # noqa: E402
+
+from cacore.edge.keygen import build_csr, generate_key  # noqa: E402
+from cacore.kubecsr import CSR_API_VERSION, csr_object  # noqa: E402
+from cacore.request import Subject  # noqa: E402
+from sidecar.kubeclient import CSRS, KubeClient  # noqa: E402
+
+TARGET_P50_MS = 500.0
+NAMESPACE, LAMBDACA, LABEL = "bench", "bench", "bench.clientcerts.dev/run"
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+class Watcher:
+    """Records, per CSR name, the monotonic time its certificate first appears."""
+
+    def __init__(self, server, token_file, ca_file, run):
+        parts = urlsplit(server)
+        self.host, self.port = parts.hostname, parts.port
+        self.token = Path(token_file).read_text().strip()
+        self.context = ssl.create_default_context(cafile=str(ca_file))
+        self.run = run
+        self.signed = {}
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        query = urlencode({"watch": "1", "labelSelector": f"{LABEL}={self.run}",
+                           "timeoutSeconds": "600"})  # fmt: skip
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=620)
+        conn.request("GET", f"{CSRS}?{query}", headers={"Authorization": f"Bearer {self.token}"})
+        response = conn.getresponse()
+        self.ready.set()
+        while True:
+            line = response.readline()
+            if not line:
+                return
+            obj = json.loads(line).get("object") or {}
+            if (obj.get("status") or {}).get("certificate"):
+                self.signed.setdefault(obj["metadata"]["name"], time.monotonic())
+
+    def start(self):
+        self.thread.start()
+        self.ready.wait(30)
+        return self
+
+
+def main():
+    parser = argparse.ArgumentParser(description="CSRs from N ServiceAccounts to certificates")
+    parser.add_argument("--count", type=int, default=100, help="CSRs and ServiceAccounts (1-500)")
+    parser.add_argument("--concurrency", type=int, default=8, help="operator CA call bound")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for all")
+    args = parser.parse_args()
+    if not 1 <= args.count <= 500:
+        parser.error("--count must be between 1 and 500")
+
+    scratch = Path(tempfile.mkdtemp(prefix="lcc-bench-csr-"))
+    run = str(int(time.time()))
+    binaries = localkube.ensure_binaries()
+    with kubehandle.local_cluster(binaries) as (kube, _plane):
+        ca = LocalCA(scratch / "ca").start()
+        operator = None
+        try:
+            install_crds(kube)
+            kube.kubectl("create", "namespace", NAMESPACE)
+            accounts = [f"sa{i:03d}" for i in range(args.count)]
+            signer = f"clientcerts.dev/{LAMBDACA}"
+            objects = [
+                signer_lambdaca(LAMBDACA, ca, defaultLifetimeDays=1),
+                policy_manifest(
+                    "bench", signer,
+                    requesters={"serviceAccounts": [{"namespace": NAMESPACE}]},
+                    subject={"commonName": "{serviceAccount}.{namespace}.svc"},
+                    maxLifetimeDays=1,
+                ),
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                 "metadata": {"name": REQUESTER_ROLE}, "rules": REQUESTER_RULES},
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                 "metadata": {"name": "bench-requesters"},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                             "name": REQUESTER_ROLE},
+                 "subjects": [{"kind": "ServiceAccount", "name": a, "namespace": NAMESPACE}
+                              for a in [*accounts, "watcher"]]},
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                 "metadata": {"name": "bench-watcher"},
+                 "rules": [{"apiGroups": ["certificates.k8s.io"],
+                            "resources": ["certificatesigningrequests"], "verbs": ["list", "watch"]}]},
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                 "metadata": {"name": "bench-watcher"},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                             "name": "bench-watcher"},
+                 "subjects": [{"kind": "ServiceAccount", "name": "watcher", "namespace": NAMESPACE}]},
+                *[{"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": a, "namespace": NAMESPACE}} for a in [*accounts, "watcher"]],
+            ]  # fmt: skip
+            apply(kube, *objects)
+            ca_file = api_ca_file(kube, scratch)
+
+            def token(account):
+                path = scratch / f"{account}.token"
+                path.write_text(kube.token_for(NAMESPACE, account))
+                return path
+
+            with ThreadPoolExecutor(8) as pool:
+                tokens = dict(zip(accounts, pool.map(token, accounts), strict=True))
+            watcher_token = token("watcher")
+            bodies = {}
+            for account in accounts:
+                pem = build_csr(generate_key(), Subject(f"{account}.{NAMESPACE}.svc"))
+                body = csr_object(pem, signer, CLIENT_USAGES, 1, f"{account}-", {LABEL: run})
+                assert body["apiVersion"] == CSR_API_VERSION
+                bodies[account] = body
+            clients = {a: KubeClient(kube.server, tokens[a], ca_file) for a in accounts}
+
+            operator = OperatorProcess.cli(
+                kube, ca, scratch / "operator.log", "--standalone",
+                signer="true", max_concurrent_issuances=str(args.concurrency),
+            ).start()  # fmt: skip
+            time.sleep(1)  # its watches are open
+            watcher = Watcher(kube.server, watcher_token, ca_file, run).start()
+            base_invocations = ca.stats()["invocations"]
+            cpu_before = operator.cpu_seconds()
+            idle_rss = operator.peak_rss_mb("VmRSS")
+
+            created = {}
+            gate = threading.Barrier(args.count)
+
+            def create(account):
+                gate.wait()
+                started = time.monotonic()
+                name = clients[account].create_csr(bodies[account])["metadata"]["name"]
+                created[name] = started
+
+            began = time.monotonic()
+            with ThreadPoolExecutor(args.count) as pool:
+                list(pool.map(create, accounts))
+            posted = time.monotonic() - began
+            deadline = began + args.timeout
+            while time.monotonic() < deadline and len(watcher.signed) < args.count:
+                time.sleep(0.05)
+            seconds = time.monotonic() - began
+            time.sleep(2)  # late duplicate invocations, if any, would show here
+            invocations = ca.stats()["invocations"] - base_invocations
+            rss = operator.peak_rss_mb()
+            cpu = operator.cpu_seconds() - cpu_before
+            operator.alive()
+        finally:
+            if operator is not None:
+                operator.stop()
+            ca.stop()
+
+    latencies = [
+        (watcher.signed[name] - started) * 1000
+        for name, started in created.items()
+        if name in watcher.signed
+    ]
+    signed = len(latencies)
+    p50 = statistics.median(latencies) if latencies else float("nan")
+    p95 = percentile(latencies, 0.95) if latencies else float("nan")
+    worst = max(latencies) if latencies else float("nan")
+    print(
+        f"{args.count} ServiceAccounts created one CSR each at once ({posted:.2f} s for all POSTs)\n"
+        f"signed: {signed}/{args.count}, all within {seconds:.2f} s\n"
+        f"create -> certificate: p50 {p50:.0f} ms (target <= {TARGET_P50_MS:g}), "
+        f"p95 {p95:.0f} ms, max {worst:.0f} ms\n"
+        f"CA invocations: {invocations} (must equal {args.count})\n"
+        f"operator peak RSS: {rss:.1f} MB ({idle_rss:.1f} MB idle before); "
+        f"operator CPU during the run: {cpu:.1f} s; CA calls bounded to {args.concurrency}",
+        file=sys.stderr,
+    )
+    figures = {
+        "bench": "csr_flow",
+        "count": args.count,
+        "concurrency": args.concurrency,
+        "signed": signed,
+        "p50_ms": round(p50, 1),
+        "p95_ms": round(p95, 1),
+        "max_ms": round(worst, 1),
+        "seconds_to_all_signed": round(seconds, 2),
+        "ca_invocations": invocations,
+        "operator_peak_rss_mb": round(rss, 1),
+        "operator_idle_rss_mb": round(idle_rss, 1),
+        "operator_cpu_seconds": round(cpu, 1),
+        "meets_targets": signed == args.count
+        and invocations == args.count
+        and p50 <= TARGET_P50_MS,
+    }
+    print(json.dumps(figures))
+    return 0 if signed == args.count and invocations == args.count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
