@@ -1,10 +1,15 @@
 """Sidecar figures: start to certificate ready (p50 of 20 runs against a local CA), steady-state
-RSS, CPU used while idle for 60 s, and the image size if the image exists.
+RSS, CPU used while idle for 60 s, and the image size if the image exists. Then the kubernetes
+issuer (CERT_SIDECAR_ISSUER=kubernetes: no AWS, a CSR signed by the operator) on a real control
+plane: start to ready and steady-state RSS, and what each candidate Kubernetes client costs in
+memory (the standard library the sidecar uses, lightkube, the official kubernetes client; the
+last two in a virtualenv this benchmark makes under ~/.cache/lambda-client-certs/bench).
 
-    python bench/sidecar.py [--runs 20] [--idle 60] [--image lcc-sidecar:test]
+    python bench/sidecar.py [--runs 20] [--idle 60] [--image lcc-sidecar:test] [--no-kubernetes]
 
 Prints a readable report, then one JSON line with all figures (the last line of output).
-Targets: ready <= 1.0 s, RSS <= 60 MB, idle CPU <= 0.1 s per minute, image <= 200 MB.
+Targets: ready <= 1.0 s, RSS <= 60 MB, idle CPU <= 0.1 s per minute, image <= 200 MB; with the
+kubernetes issuer, RSS <= 35 MB.
 """
 
 from __future__ import annotations
@@ -80,6 +85,161 @@ def idle_figures(ca: LocalCA, work: Path, idle: float) -> tuple[float, float]:
         proc.wait(10)
 
 
+# --- the kubernetes issuer -------------------------------------------------------------------
+
+KUBE_TARGET_RSS_MB = 35.0
+CLIENTS = {"lightkube": "lightkube>=1,<2", "kubernetes": "kubernetes<37"}
+# The same small job for each candidate: cryptography, a key and CSR, a client, one CSR object.
+CLIENT_PROBE = """
+import base64, re, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "app.example.com")])
+pem = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+request = base64.b64encode(pem.public_bytes(serialization.Encoding.PEM)).decode()
+which, kubeconfig, ca_file = sys.argv[1:4]
+if which == "stdlib":
+    import http.client, json, ssl
+    context = ssl.create_default_context(cafile=ca_file)
+    conn = http.client.HTTPSConnection("127.0.0.1", 6443, context=context)
+    body = json.dumps({"spec": {"request": request, "signerName": "clientcerts.dev/x"}})
+elif which == "lightkube":
+    from lightkube import Client, KubeConfig
+    from lightkube.models.certificates_v1 import CertificateSigningRequestSpec
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.certificates_v1 import CertificateSigningRequest
+    client = Client(KubeConfig.from_file(kubeconfig))
+    obj = CertificateSigningRequest(metadata=ObjectMeta(generateName="x-"),
+        spec=CertificateSigningRequestSpec(request=request, signerName="clientcerts.dev/x",
+                                           usages=["client auth"]))
+else:
+    from kubernetes import client, config
+    config.load_kube_config(kubeconfig)
+    api = client.CertificatesV1Api()
+    obj = client.V1CertificateSigningRequest(metadata=client.V1ObjectMeta(generate_name="x-"),
+        spec=client.V1CertificateSigningRequestSpec(request=request,
+            signer_name="clientcerts.dev/x", usages=["client auth"]))
+status = open("/proc/self/status").read()
+print(int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1)) / 1024)
+"""
+
+
+def client_venv() -> Path:
+    """A virtualenv with the candidate clients, made once (pip) and cached."""
+    from localkube import cache_dir
+
+    venv = cache_dir() / "bench" / "k8s-clients"
+    python = venv / "bin" / "python"
+    if not (venv / ".ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "cryptography>=44,<51",
+             *CLIENTS.values()],
+            check=True,
+        )  # fmt: skip
+        (venv / ".ready").write_text("ok")
+    return python
+
+
+def client_costs(kubeconfig: Path, ca_file: Path) -> dict[str, float]:
+    """Peak RSS (MB) of the same job with each candidate client."""
+    costs = {}
+    python = client_venv()
+    for which in ("stdlib", *CLIENTS):
+        done = subprocess.run(
+            [str(python), "-c", CLIENT_PROBE, which, str(kubeconfig), str(ca_file)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        costs[which] = round(float(done.stdout.strip()), 1)
+    return costs
+
+
+def kubernetes_figures(work: Path, idle: float) -> dict[str, object]:
+    """The sidecar with the kubernetes issuer against a control plane, the operator's signer and
+    a local CA, all started here; the pod's token and trust bundle volume are files."""
+    sys.path[:0] = [str(ROOT / "scripts" / "kube")]
+    import kubehandle
+    import localkube
+    from support.csr_requests import Requester, api_ca_file, policy_manifest, signer_lambdaca
+    from support.operator_process import OperatorProcess, apply, install_crds
+
+    with kubehandle.local_cluster(localkube.ensure_binaries()) as (kube, _plane):
+        ca = LocalCA(work / "kube-ca").start()
+        operator = None
+        try:
+            install_crds(kube)
+            kube.kubectl("create", "namespace", "bench")
+            signer = "clientcerts.dev/bench"
+            policy = policy_manifest(
+                "bench", signer, requesters={"serviceAccounts": [{"namespace": "bench"}]},
+                subject={"commonName": "{serviceAccount}.{namespace}.svc"},
+            )  # fmt: skip
+            apply(kube, signer_lambdaca("bench", ca), policy)
+            app = Requester(kube, "bench", "app", work)
+            operator = OperatorProcess.cli(
+                kube, ca, work / "operator.log", "--standalone", signer="true"
+            ).start()
+            # The namespace's trust bundle exists before the pod, as for every pod but the first.
+            app.submit(signer, "app.bench.svc")
+            bundle_dir = work / "trust"
+            bundle_dir.mkdir()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                got = kube.kubectl(
+                    "get", "configmap", "clientcert-ca-bundle", "-n", "bench",
+                    "-o", "jsonpath={.data.bench\\.crt}", check=False,
+                )  # fmt: skip
+                if got.returncode == 0 and got.stdout.strip():
+                    (bundle_dir / "bench.crt").write_text(got.stdout)
+                    break
+                time.sleep(0.2)
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBE"))}
+            env.update(
+                PYTHONPATH=str(ROOT),
+                CERT_SIDECAR_ISSUER="kubernetes",
+                CERT_SIDECAR_SIGNER_NAME=signer,
+                CERT_SIDECAR_KUBE_API_URL=kube.server,
+                CERT_SIDECAR_KUBE_TOKEN_FILE=str(app.token_file),
+                CERT_SIDECAR_KUBE_CA_FILE=str(api_ca_file(kube, work)),
+                CERT_SIDECAR_TRUST_BUNDLE_FILE=str(bundle_dir / "bench.crt"),
+                CERT_SIDECAR_COMMON_NAME="app.bench.svc",
+                CERT_SIDECAR_OUTPUT_DIR=str(work / "kube-certs"),
+                CERT_SIDECAR_LISTEN="127.0.0.1:0",
+                CERT_SIDECAR_LOG_LEVEL="warning",
+            )
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sidecar", "run"], env=env, cwd=ROOT,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                while not (work / "kube-certs" / "..data").exists():
+                    if proc.poll() is not None or time.monotonic() - started > 60:
+                        raise RuntimeError("the kubernetes sidecar got no certificate")
+                    time.sleep(0.005)
+                ready = time.monotonic() - started
+                time.sleep(idle)
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                rss = rss_mb(proc.pid)
+                peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
+            finally:
+                proc.terminate()
+                proc.wait(10)
+            costs = client_costs(kube.kubeconfig, api_ca_file(kube, work))
+        finally:
+            if operator is not None:
+                operator.stop()
+            ca.stop()
+    return {
+        "kube_ready_s": round(ready, 3),
+        "kube_rss_mb": round(rss, 1),
+        "kube_peak_rss_mb": round(peak, 1),
+        "client_peak_rss_mb": costs,
+    }
+
+
 def image_size_mb(image: str) -> float | None:
     if not shutil.which("docker"):
         return None
@@ -96,6 +256,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--image", default="lcc-sidecar:test")
+    parser.add_argument(
+        "--no-kubernetes", action="store_true", help="skip the kubernetes issuer's figures"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sidecar-") as tmp:
         work = Path(tmp)
@@ -105,6 +268,7 @@ def main() -> int:
             rss, idle_cpu = idle_figures(ca, work, args.idle)
         finally:
             ca.stop()
+        kube = {} if args.no_kubernetes else kubernetes_figures(work, min(args.idle, 10.0))
     size = image_size_mb(args.image)
     figures = {
         "ready_p50_s": round(statistics.median(times), 3),
@@ -116,6 +280,7 @@ def main() -> int:
         "idle_cpu_s_per_min": round(idle_cpu * 60 / args.idle, 3),
         "image": args.image,
         "image_mb": round(size, 1) if size is not None else None,
+        **kube,
     }
     print(
         f"start to certificate ready: p50 {figures['ready_p50_s']} s, "
@@ -131,6 +296,17 @@ def main() -> int:
         if size is not None
         else f"image {args.image}: not built"
     )
+    if kube:
+        costs = kube["client_peak_rss_mb"]
+        print(
+            f"kubernetes issuer: start to ready {kube['kube_ready_s']} s; steady-state RSS "
+            f"{kube['kube_rss_mb']} MB, peak {kube['kube_peak_rss_mb']} MB "
+            f"(target <= {KUBE_TARGET_RSS_MB:g} MB)"
+        )
+        print(
+            "candidate clients, peak RSS of the same small job: "
+            + ", ".join(f"{name} {mb} MB" for name, mb in costs.items())
+        )
     print(json.dumps(figures))
     return 0
 

@@ -36,8 +36,24 @@ class KubeClient:
         self.host = parts.hostname or ""
         self.port = parts.port or 443
         self.token_file = token_file
+        self.ca_file = ca_file
         self.timeout = timeout
-        self.context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        self._context: ssl.SSLContext | None = None
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The TLS context, made at the first call so a missing CA file is an attempt's error
+        (retried, reported) rather than a crash at start."""
+        if self._context is None:
+            try:
+                cafile = str(self.ca_file) if self.ca_file else None
+                self._context = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as error:
+                raise AccessDenied(
+                    f"cannot use the API server's CA bundle {self.ca_file}: {error}; mount the "
+                    "ServiceAccount's ca.crt or set CERT_SIDECAR_KUBE_CA_FILE"
+                ) from error
+        return self._context
 
     def _token(self) -> str:
         try:
