@@ -59,17 +59,25 @@ class CAPool:
             self.metrics.failures.labels(issuer, error.reason).inc()
             raise
 
-    async def _run(self, issuer: str, config: CAConfig, call: Callable[[CAClient], T]) -> T:
-        """One blocking client call: exactly one CA invocation, at most ``max_concurrent``
-        running at once across the operator."""
+    def _issue(
+        self, issuer: str, config: CAConfig, request: CertificateRequest, key: KeySpec
+    ) -> Issuance:
+        return self._call(issuer, config, lambda c: c.issue_with_new_key(request, key))
+
+    def _issue_csr(
+        self, issuer: str, config: CAConfig, request: CertificateRequest, csr_pem: bytes
+    ) -> IssuedCertificate:
+        return self._call(issuer, config, lambda c: c.issue_csr(request, csr_pem))
+
+    async def _submit(self, blocking: Callable[..., T], *args: object) -> T:
+        """One blocking call: exactly one CA invocation, at most ``max_concurrent`` running at
+        once across the operator."""
         async with self._limit:
             self.metrics.in_flight.inc()
             try:
                 with self.metrics.duration.time():
                     loop = asyncio.get_running_loop()
-                    return await loop.run_in_executor(
-                        self._executor, self._call, issuer, config, call
-                    )
+                    return await loop.run_in_executor(self._executor, blocking, *args)
             finally:
                 self.metrics.in_flight.dec()
 
@@ -77,13 +85,13 @@ class CAPool:
         self, issuer: str, config: CAConfig, request: CertificateRequest, key: KeySpec
     ) -> Issuance:
         """One issuance with a new key."""
-        return await self._run(issuer, config, lambda c: c.issue_with_new_key(request, key))
+        return await self._submit(self._issue, issuer, config, request, key)
 
     async def issue_csr(
         self, issuer: str, config: CAConfig, request: CertificateRequest, csr_pem: bytes
     ) -> IssuedCertificate:
         """Certify a CSR made elsewhere (the CSR signer's), exactly as made."""
-        return await self._run(issuer, config, lambda c: c.issue_csr(request, csr_pem))
+        return await self._submit(self._issue_csr, issuer, config, request, csr_pem)
 
     async def prepare(self, issuer: str, config: CAConfig) -> None:
         """Build a CA's client before its first call: importing boto3 and making a client take

@@ -6,8 +6,13 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from support.csr_requests import Requester, policy_manifest, signer_lambdaca
-from support.operator_process import OperatorProcess, apply, install_crds
+from support.csr_requests import (
+    Requester,
+    policy_manifest,
+    signer_lambdaca,
+    start_signer_operator,
+)
+from support.operator_process import apply, install_crds
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +35,10 @@ def signer(lambdaca):
     return f"clientcerts.dev/{lambdaca}"
 
 
-def start_operator(cluster, local_ca, log, *extra, **settings):
-    settings = {"signer": "true", "signer_claim_seconds": "3", **settings}
-    return OperatorProcess.kopf_run(cluster, local_ca, log, "--standalone", *extra, **settings)
-
-
 @pytest.fixture(scope="module")
 def operator(cluster, local_ca, lambdaca, tmp_path_factory):
-    op = start_operator(cluster, local_ca, tmp_path_factory.mktemp("op") / "operator.log").start()
+    log = tmp_path_factory.mktemp("op") / "operator.log"
+    op = start_signer_operator(cluster, local_ca, log).start()
     yield op
     op.stop()
 

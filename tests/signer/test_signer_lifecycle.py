@@ -8,8 +8,13 @@ import json
 import time
 
 import pytest
-from conftest import start_operator
-from support.csr_requests import REQUESTER_RULES, condition, signed, wait_csr
+from support.csr_requests import (
+    REQUESTER_RULES,
+    condition,
+    signed,
+    start_signer_operator,
+    wait_csr,
+)
 from support.operator_process import apply, wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -28,7 +33,7 @@ def operator_log(tmp_path):
 def test_csrs_waiting_while_the_ca_is_down_are_signed_when_it_returns_one_call_each(
     cluster, ca, lambdaca, signer, policy, requester, kube_namespace, operator_log
 ):
-    op = start_operator(cluster, ca, operator_log).start()
+    op = start_signer_operator(cluster, ca, operator_log).start()
     try:
         policy()
         ca.stop()
@@ -60,7 +65,7 @@ def test_after_a_restart_with_csrs_pending_each_is_signed_exactly_once(
     by_hand, _ = requester("hand").submit(signer, "hand-picked.example.com")
     cluster.kubectl("certificate", "approve", by_hand)
     before = ca.stats()
-    op = start_operator(cluster, ca, operator_log).start()
+    op = start_signer_operator(cluster, ca, operator_log).start()
     try:
         for name in [*names, by_hand]:
             wait_csr(cluster, name, signed, 30, "signed")
@@ -68,7 +73,7 @@ def test_after_a_restart_with_csrs_pending_each_is_signed_exactly_once(
     finally:
         op.stop()
     # A second restart finds nothing to do.
-    op = start_operator(cluster, ca, operator_log).start()
+    op = start_signer_operator(cluster, ca, operator_log).start()
     try:
         time.sleep(3)
         assert ca.stats()["invocations"] - before["invocations"] == 5
@@ -84,7 +89,7 @@ def test_an_operator_killed_during_the_ca_call_never_gets_one_key_certified_twic
     policy()
     before = ca.stats()
     ca.inject("delay", seconds=4)  # the CA answers after 4 s; the operator dies before that
-    op = start_operator(cluster, ca, operator_log).start()
+    op = start_signer_operator(cluster, ca, operator_log).start()
     name, _ = requester("api").submit(signer, f"api.{kube_namespace}.svc")
     try:
         obj = wait_csr(cluster, name, lambda o: marker(o).get("reason") == "CAInvoked", 30)
@@ -96,7 +101,7 @@ def test_an_operator_killed_during_the_ca_call_never_gets_one_key_certified_twic
         op.stop()
     time.sleep(5)  # the first call completes at the CA, and nobody records its certificate
     assert ca.stats()["issued"] - before["issued"] == 1
-    op = start_operator(cluster, ca, operator_log).start()
+    op = start_signer_operator(cluster, ca, operator_log).start()
     try:
         obj = wait_csr(cluster, name, lambda o: condition(o, "Failed"), 30, "failed")
     finally:
@@ -138,7 +143,7 @@ def test_manual_approval_stays_pending_with_the_reason_until_an_approver_approve
 ):
     ns = kube_namespace
     name_of_policy = policy(approval="Manual")
-    op = start_operator(cluster, ca, operator_log).start()
+    op = start_signer_operator(cluster, ca, operator_log).start()
     try:
         before = ca.stats()["invocations"]
         api = requester("api")

@@ -170,3 +170,12 @@ def certificates(obj: dict) -> list:
     from cryptography import x509
 
     return x509.load_pem_x509_certificates(base64.b64decode(obj["status"]["certificate"]))
+
+
+def start_signer_operator(kube: Any, local_ca: Any, log: Path, *extra: str, **settings: str) -> Any:
+    """``kopf run`` of the operator with its CSR signer on (not started yet: ``.start()``). The
+    claim lease is short, so a test that kills the operator mid-call need not wait minutes."""
+    from support.operator_process import OperatorProcess
+
+    settings = {"signer": "true", "signer_claim_seconds": "3", **settings}
+    return OperatorProcess.kopf_run(kube, local_ca, log, "--standalone", *extra, **settings)
