@@ -30,7 +30,6 @@ import kubehandle  # noqa: E402
 import localkube  # noqa: E402
 from support.csr_requests import (  # noqa: E402
     CLIENT_USAGES,
-    REQUESTER_ROLE,
     REQUESTER_RULES,
     api_ca_file,
     policy_manifest,
@@ -46,6 +45,27 @@ from sidecar.kubeclient import CSRS, KubeClient  # noqa: E402
 
 TARGET_P50_MS = 500.0
 NAMESPACE, LAMBDACA, LABEL = "bench", "bench", "bench.clientcerts.dev/run"
+
+
+WATCHER_RULES = [
+    {
+        "apiGroups": ["certificates.k8s.io"],
+        "resources": ["certificatesigningrequests"],
+        "verbs": ["list", "watch"],
+    }
+]
+
+
+def role(name, rules, accounts):
+    """A ClusterRole with ``rules`` bound to the bench namespace's ``accounts``."""
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}
+    subjects = [{"kind": "ServiceAccount", "name": a, "namespace": NAMESPACE} for a in accounts]
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": name}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": name}, "roleRef": ref, "subjects": subjects},
+    ]  # fmt: skip
 
 
 def percentile(values, fraction):
@@ -66,20 +86,50 @@ class Watcher:
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
+    def _get(self, query, timeout):
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
+                                           timeout=timeout)  # fmt: skip
+        conn.request("GET", f"{CSRS}?{urlencode(query)}",
+                     headers={"Authorization": f"Bearer {self.token}"})  # fmt: skip
+        return conn.getresponse()
+
+    def _seen(self, obj):
+        if (obj.get("status") or {}).get("certificate"):
+            self.signed.setdefault(obj["metadata"]["name"], time.monotonic())
+
     def _watch(self):
-        query = urlencode({"watch": "1", "labelSelector": f"{LABEL}={self.run}",
-                           "timeoutSeconds": "600"})  # fmt: skip
-        conn = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=620)
-        conn.request("GET", f"{CSRS}?{query}", headers={"Authorization": f"Bearer {self.token}"})
-        response = conn.getresponse()
-        self.ready.set()
+        """List, then watch from the list's version; again after any error (the API server may
+        still be warming up), so no signing is missed."""
+        selector = f"{LABEL}={self.run}"
         while True:
-            line = response.readline()
-            if not line:
-                return
-            obj = json.loads(line).get("object") or {}
-            if (obj.get("status") or {}).get("certificate"):
-                self.signed.setdefault(obj["metadata"]["name"], time.monotonic())
+            try:
+                listed = self._get({"labelSelector": selector}, 30)
+                if listed.status != 200:
+                    listed.read()
+                    time.sleep(0.2)
+                    continue
+                body = json.loads(listed.read())
+                for obj in body.get("items") or []:
+                    self._seen(obj)
+                version = body["metadata"]["resourceVersion"]
+                query = {"watch": "1", "labelSelector": selector, "resourceVersion": version,
+                         "timeoutSeconds": "600"}  # fmt: skip
+                stream = self._get(query, 620)
+                if stream.status != 200:
+                    stream.read()
+                    time.sleep(0.2)
+                    continue
+                self.ready.set()
+                while True:
+                    line = stream.readline()
+                    if not line:
+                        break
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        break
+                    self._seen(event.get("object") or {})
+            except (OSError, http.client.HTTPException, ValueError):
+                time.sleep(0.2)
 
     def start(self):
         self.thread.start()
@@ -115,25 +165,11 @@ def main():
                     subject={"commonName": "{serviceAccount}.{namespace}.svc"},
                     maxLifetimeDays=1,
                 ),
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                 "metadata": {"name": REQUESTER_ROLE}, "rules": REQUESTER_RULES},
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                 "metadata": {"name": "bench-requesters"},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                             "name": REQUESTER_ROLE},
-                 "subjects": [{"kind": "ServiceAccount", "name": a, "namespace": NAMESPACE}
-                              for a in [*accounts, "watcher"]]},
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                 "metadata": {"name": "bench-watcher"},
-                 "rules": [{"apiGroups": ["certificates.k8s.io"],
-                            "resources": ["certificatesigningrequests"], "verbs": ["list", "watch"]}]},
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                 "metadata": {"name": "bench-watcher"},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                             "name": "bench-watcher"},
-                 "subjects": [{"kind": "ServiceAccount", "name": "watcher", "namespace": NAMESPACE}]},
+                *role("bench-requesters", REQUESTER_RULES, [*accounts, "watcher"]),
+                *role("bench-watcher", WATCHER_RULES, ["watcher"]),
                 *[{"apiVersion": "v1", "kind": "ServiceAccount",
-                   "metadata": {"name": a, "namespace": NAMESPACE}} for a in [*accounts, "watcher"]],
+                   "metadata": {"name": a, "namespace": NAMESPACE}}
+                  for a in [*accounts, "watcher"]],
             ]  # fmt: skip
             apply(kube, *objects)
             ca_file = api_ca_file(kube, scratch)
@@ -201,7 +237,8 @@ def main():
     p95 = percentile(latencies, 0.95) if latencies else float("nan")
     worst = max(latencies) if latencies else float("nan")
     print(
-        f"{args.count} ServiceAccounts created one CSR each at once ({posted:.2f} s for all POSTs)\n"
+        f"{args.count} ServiceAccounts created one CSR each at once "
+        f"({posted:.2f} s for all POSTs)\n"
         f"signed: {signed}/{args.count}, all within {seconds:.2f} s\n"
         f"create -> certificate: p50 {p50:.0f} ms (target <= {TARGET_P50_MS:g}), "
         f"p95 {p95:.0f} ms, max {worst:.0f} ms\n"

@@ -17,7 +17,6 @@ to change it).
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import random
 import time
@@ -28,7 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from cacore.backoff import backoff_delay
-from cacore.csr import load_csr
+from cacore.csr import read_csr
 from cacore.errors import (
     CAError,
     CARefused,
@@ -108,7 +107,7 @@ class Signer:
         self.api, self.ca_pool, self.retry = api, ca_pool, retry
         self.claim_seconds = claim_seconds
         self.clock, self.rand = clock, rand
-        self.cas: Callable[[], Mapping[str, SignerCA]] = dict
+        self.ca: Callable[[str], SignerCA | None] = lambda _name: None
         self.policies: Callable[[], Sequence[Policy]] = tuple
         self._locks: dict[str, list[Any]] = {}  # uid -> [lock, users]: one CSR at a time
         self._failures: dict[str, int] = {}
@@ -185,7 +184,7 @@ class Signer:
 
     async def prepare(self, lambdaca: str) -> None:
         """Make the CA client of an opted-in LambdaCA ready before CSRs arrive."""
-        ca = self.cas().get(lambdaca)
+        ca = self.ca(lambdaca)
         if ca is None:
             return
         try:
@@ -203,8 +202,10 @@ class Signer:
     # --- one step ------------------------------------------------------------------------------
 
     async def _step(self, csr: CsrView) -> None:
-        ca = self.cas().get(csr.lambdaca or "")
-        if ca is None or csr.done or csr.uid in self._finished:
+        if csr.done or csr.uid in self._finished:
+            return
+        ca = self.ca(csr.lambdaca or "")
+        if ca is None:
             return  # another signer's, not opted in (any more), or finished (a late event)
         if csr.uid in self._unwritten:
             await self._record(csr, *self._unwritten[csr.uid])
@@ -247,9 +248,8 @@ class Signer:
     # --- approval ------------------------------------------------------------------------------
 
     def _body(self, csr: CsrView, conditions: list[dict[str, Any]]) -> dict[str, Any]:
-        body = copy.deepcopy(dict(csr.raw))
-        body.setdefault("status", {})["conditions"] = conditions
-        return body
+        """The CSR to write back with new conditions (a shallow copy: only status changes)."""
+        return {**csr.raw, "status": {**(csr.raw.get("status") or {}), "conditions": conditions}}
 
     async def _write(self, csr: CsrView, body: Mapping[str, Any], approval: bool) -> CsrView:
         try:
@@ -339,7 +339,9 @@ class Signer:
             )
             csr = await self._write(csr, self._body(csr, conditions), approval=False)
         try:
-            parsed = load_csr(csr.request_pem, "spec.request")
+            # The API server verified the CSR's signature at creation, the approval again, and
+            # the CA client verifies it once more right before the call: parse only.
+            parsed = read_csr(csr.request_pem, "spec.request")
             days = lifetime_days(csr.expiration_seconds, ca.default_lifetime_days)
             request = ca_request(parsed, csr.usages, min(days, ca.max_lifetime_days))
             issued = await self.ca_pool.issue_csr(ca.name, config, request, csr.request_pem)
@@ -362,11 +364,11 @@ class Signer:
         """Write the certificate. A conflict re-reads and writes again; anything else keeps the
         certificate in memory and retries later, never asking the CA again."""
         for _ in range(RECORD_ATTEMPTS):
-            body = copy.deepcopy(dict(csr.raw))
-            body["status"] = {
-                **(body.get("status") or {}),
+            status = {
+                **(csr.raw.get("status") or {}),
                 **signed_status(csr.conditions, chain_pem, done),
             }
+            body = {**csr.raw, "status": status}
             try:
                 await self.api.update_status(body)
                 break

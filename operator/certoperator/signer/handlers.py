@@ -34,7 +34,7 @@ RESCAN_DELAY = 0.5  # seconds: one rescan for a burst of policy or LambdaCA chan
 
 def _first(index: Any) -> dict[str, Any]:
     """A kopf index (key -> store of values) as key -> its value."""
-    return {key: next(iter(store)) for key, store in index.items() if store}
+    return {key: next(iter(index[key])) for key in list(index) if key in index}
 
 
 class Wiring:
@@ -48,6 +48,12 @@ class Wiring:
         self.cas_index: Any = {}
         self.policy_index: Any = {}
         self._rescan: asyncio.Task[None] | None = None
+
+    def ca(self, name: str) -> SignerCA | None:
+        """One LambdaCA by name: a lookup, not a copy of the index (this runs per CSR)."""
+        if name not in self.cas_index:
+            return None
+        return next(iter(self.cas_index[name]), None)
 
     def cas(self) -> Mapping[str, SignerCA]:
         return _first(self.cas_index)
@@ -68,7 +74,7 @@ class Wiring:
                 registry=ctx.metrics.registry,
                 claim_seconds=float(claim) if claim else None,
             )
-            self.signer.cas = self.cas
+            self.signer.ca = self.ca
             self.signer.policies = self.policies
         return self.signer
 
@@ -80,7 +86,7 @@ class Wiring:
         async def later() -> None:
             await asyncio.sleep(RESCAN_DELAY)
             try:
-                await signer.rescan([signer_name(name) for name in self.cas()])
+                await signer.rescan([signer_name(name) for name in list(self.cas_index)])
             except Exception as error:  # the next change or restart tries again
                 log.warning("CSR rescan failed", extra={"fields": {"error": str(error)}})
 
