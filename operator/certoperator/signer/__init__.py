@@ -9,7 +9,7 @@ Pure modules (no kopf, no API, no clock; import-linter keeps them so): ``names``
 ``identity`` (who asked, from what the API server recorded), ``templates``, ``policyspec`` (a
 ClientCertificatePolicy as data), ``csrview`` (a CSR object as data), ``approval`` (the checks,
 cert-manager's policy-chain style), ``signing`` (what the CA is asked for, and the CSR's status
-writes), ``trust`` (the trust bundle objects). Edges: ``kubeapi`` (REST calls), ``controller``
-(one CSR at a time: gather, decide, act), ``handlers`` (kopf wiring, registered from
-``certoperator.handlers``).
+writes), ``trust`` (the trust bundle objects), ``settings``. Edges: ``kubeapi`` (REST calls),
+``publisher`` (the trust bundle, kept current), ``controller`` (one CSR at a time: gather,
+decide, act), ``handlers`` (kopf wiring, registered from ``certoperator.handlers``).
 """

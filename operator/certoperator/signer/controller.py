@@ -37,7 +37,6 @@ from cacore.errors import (
     Throttled,
 )
 from cacore.kubecsr import lifetime_days
-from cacore.response import IssuedCertificate
 from certoperator.capool import CAPool
 from certoperator.conditions import parse_time
 from certoperator.policy import RetryPolicy
@@ -54,10 +53,9 @@ from certoperator.signer.names import (
     INVALID_RESPONSE,
     ISSUED,
     SIGNING,
-    cluster_trust_bundle_name,
-    trust_key,
 )
 from certoperator.signer.policyspec import Policy, policies_for
+from certoperator.signer.publisher import TrustPublisher
 from certoperator.signer.settings import SignerCA
 from certoperator.signer.signing import (
     ca_request,
@@ -69,16 +67,9 @@ from certoperator.signer.signing import (
     replace_conditions,
     signed_status,
 )
-from certoperator.signer.trust import (
-    bundle_pem,
-    cluster_trust_bundle_body,
-    configmap_body,
-    configmap_data,
-)
 
 log = logging.getLogger("certoperator.signer")
 
-TRUST_RECHECK_SECONDS = 60.0  # how long a namespace's bundle ConfigMap is trusted to be current
 RECORD_ATTEMPTS = 5
 CONFLICT_ATTEMPTS = 3
 FINISHED_MEMORY = 10000
@@ -115,15 +106,11 @@ class Signer:
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._unwritten: dict[str, tuple[bytes, dict[str, str]]] = {}
         self._finished: dict[str, None] = {}  # recent uids this process completed (bounded)
-        self._bundles: dict[str, str] = {}
-        self._fresh: dict[tuple[str, str], tuple[str, float]] = {}
-        self._trust_lock = asyncio.Lock()
-        self._namespace_locks: dict[str, asyncio.Lock] = {}
-        self._ctb_served: bool | None = None
         self._background: set[asyncio.Task[None]] = set()
         # Events share the API connections with decisions: a few at a time, so a burst of CSRs
         # is approved and signed first and told about after.
         self._event_slots = asyncio.Semaphore(EVENT_CONCURRENCY)
+        self.trust = TrustPublisher(api, self._spawn)
         self.decisions = Counter(
             "clientcert_csr_decisions",
             "CertificateSigningRequests approved, denied or left pending, by signer and reason",
@@ -357,7 +344,7 @@ class Signer:
             done = marker_issued(attempt, issued.serial, issued.not_after)
             self._unwritten[csr.uid] = (issued.chain_pem, done)
             # The bundle first: a Pod that sees its certificate finds the CA certificates too.
-            await self._publish_trust(ca.name, issued, csr.requester.namespace)
+            await self.trust.publish(ca.name, issued, csr.requester.namespace)
             await self._record(csr, issued.chain_pem, done)
 
     async def _record(self, csr: CsrView, chain_pem: bytes, done: dict[str, str]) -> None:
@@ -456,94 +443,6 @@ class Signer:
             return 0.0
         lease = self.claim_seconds if self.claim_seconds is not None else call_seconds
         return max(0.0, (updated + timedelta(seconds=lease) - self.clock()).total_seconds())
-
-    # --- trust bundle --------------------------------------------------------------------------
-
-    async def _publish_trust(
-        self, lambdaca: str, issued: IssuedCertificate, namespace: str | None
-    ) -> None:
-        """The requester's namespace gets the bundle before its certificate is recorded; a new
-        bundle goes everywhere else (the ClusterTrustBundle, other namespaces) in the
-        background, so the first signing after a start does not hold up the others."""
-        pem = bundle_pem(issued.issuing_ca_pem, issued.root_ca_pem)
-        if self._bundles.get(lambdaca) != pem:
-            self._bundles[lambdaca] = pem
-            self._spawn(self._refresh_everywhere(lambdaca, pem))
-        if not namespace:
-            return
-        try:
-            await self._ensure_configmap(lambdaca, namespace, pem)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # never hold a certificate back for the bundle
-            log.warning(
-                "trust bundle not published",
-                extra={
-                    "fields": {"lambdaca": lambdaca, "namespace": namespace, "error": str(error)}
-                },
-            )
-
-    async def _refresh_everywhere(self, lambdaca: str, pem: str) -> None:
-        """A new bundle (the first since start, or the CA changed): the ClusterTrustBundle and
-        every namespace's ConfigMap that carries this LambdaCA's key. One at a time; a newer
-        bundle seen meanwhile starts its own refresh after this one."""
-        async with self._trust_lock:
-            if self._bundles.get(lambdaca) != pem:
-                return  # superseded
-            try:
-                await self._refresh(lambdaca, pem)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the next new bundle, or a restart, tries again
-                self._bundles.pop(lambdaca, None)
-                log.warning(
-                    "trust bundle not refreshed",
-                    extra={"fields": {"lambdaca": lambdaca, "error": str(error)}},
-                )
-
-    async def _refresh(self, lambdaca: str, pem: str) -> None:
-        if self._ctb_served is None:
-            self._ctb_served = await self.api.cluster_trust_bundles_served()
-        if self._ctb_served:
-            name = cluster_trust_bundle_name(lambdaca)
-            current = await self.api.get_cluster_trust_bundle(name)
-            if current is None:
-                await self.api.write_cluster_trust_bundle(cluster_trust_bundle_body(lambdaca, pem))
-            elif (current.get("spec") or {}).get("trustBundle") != pem:
-                version = current["metadata"]["resourceVersion"]
-                body = cluster_trust_bundle_body(lambdaca, pem, version)
-                await self.api.write_cluster_trust_bundle(body)
-        for found in await self.api.list_trust_configmaps():
-            if trust_key(lambdaca) in (found.get("data") or {}):
-                namespace = found["metadata"]["namespace"]
-                self._fresh.pop((lambdaca, namespace), None)
-                await self._ensure_configmap(lambdaca, namespace, pem, found)
-
-    async def _ensure_configmap(
-        self, lambdaca: str, namespace: str, pem: str, current: Mapping[str, Any] | None = None
-    ) -> None:
-        key = (lambdaca, namespace)
-        now = time.monotonic()
-        known = self._fresh.get(key)
-        if known is not None and known[0] == pem and known[1] > now:
-            return
-        lock = self._namespace_locks.setdefault(namespace, asyncio.Lock())
-        async with lock:
-            for _ in range(CONFLICT_ATTEMPTS):
-                if current is None:
-                    current = await self.api.get_trust_configmap(namespace)
-                data = configmap_data(current, lambdaca, pem)
-                if data is None:
-                    break
-                version = (current or {}).get("metadata", {}).get("resourceVersion")
-                try:
-                    await self.api.write_trust_configmap(configmap_body(namespace, data, version))
-                    break
-                except KubeApiError as error:
-                    if error.status != 409:
-                        raise
-                    current = None  # changed or created meanwhile: read again
-            self._fresh[key] = (pem, now + TRUST_RECHECK_SECONDS)
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
