@@ -1,0 +1,87 @@
+"""Run the TLS Lambda's decision (`localca.issuance.handle`) in-process, for table tests.
+
+Most contract rows are checked this way, without HTTP, against one CA made for the session;
+the end-to-end tests (boto3 over HTTP) cover the same rules through the real Invoke API.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+from support.localca_fixtures import csr_pem
+
+from localca.authority import Authority
+from localca.issuance import Outcome, Policy, handle
+
+NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+BUCKET = "serverless-ca-internal-dev"
+
+
+@dataclass
+class Crash:
+    """An exception escaping the handler: the Lambda's FunctionError, as errorType/errorMessage."""
+
+    type: str
+    message: str
+
+
+@dataclass
+class Memory:
+    """An in-memory key-reuse history, recording what the handler issues."""
+
+    keys: set[tuple[str, str]] = field(default_factory=set)
+
+    def key_used(self, common_name: str, key_id: str) -> bool:
+        return (common_name, key_id) in self.keys
+
+
+@dataclass
+class Run:
+    result: Outcome | Crash
+    log: list[str]
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        assert isinstance(self.result, Outcome), self.result
+        return self.result.payload
+
+    @property
+    def cert(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(base64.b64decode(self.payload["Base64Certificate"]))
+
+
+class Lambda:
+    """Invocations against one CA; issued keys are remembered as the server's store does."""
+
+    def __init__(self, ca: Authority) -> None:
+        self.ca = ca
+        self.history = Memory()
+        self.csr_files: dict[str, bytes] = {}
+        self.allowlist: tuple[str, ...] = ()
+        self.max_days = 365
+
+    def __call__(self, event: Any) -> Run:
+        log: list[str] = []
+        policy = Policy(self.max_days, self.allowlist, BUCKET)
+        try:
+            outcome = handle(event, self.ca, self.history, NOW, policy, self.csr_files.get,
+                             log.append)
+        except Exception as exc:  # noqa: BLE001 - the crash is the observation
+            return Run(Crash(type(exc).__name__, str(exc)), log)
+        if outcome.issued is not None:
+            self.history.keys.add((outcome.issued.common_name, outcome.issued.key_id))
+        return Run(outcome, log)
+
+
+def b64_csr(common_name: str | None = "svc.example.com", key: Any = None, **kw: Any) -> str:
+    return base64.b64encode(csr_pem(common_name, key, **kw)).decode()
+
+
+def event(common_name: Any = "svc.example.com", **fields: Any) -> dict[str, Any]:
+    """An event with a fresh CSR whose CN is `common_name` when that is a string."""
+    csr_cn = common_name if isinstance(common_name, str) and common_name else "csr.example.com"
+    return {"common_name": common_name, "base64_csr_data": b64_csr(csr_cn), **fields}
