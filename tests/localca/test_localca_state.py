@@ -55,7 +55,7 @@ def test_state_files_are_private(local_ca_factory):
 
     assert stat.S_IMODE(private.state_dir.stat().st_mode) == 0o700
     assert modes == {"root-ca.key": 0o600, "root-ca.pem": 0o600, "issuing-ca.key": 0o600,
-                     "issuing-ca.pem": 0o600, "issued.jsonl": 0o600}
+                     "issuing-ca.pem": 0o600, "issued.jsonl": 0o600, "lock": 0o600}
 
 
 def test_the_in_process_server_serves_boto3(tmp_path):
