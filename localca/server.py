@@ -33,7 +33,7 @@ from localca.config import Config, is_loopback
 from localca.issuance import Outcome, Policy, handle
 from localca.logs import JsonLog
 from localca.replies import HttpError, Reply, aws_error, crash_payload
-from localca.state import DirectoryLock
+from localca.state import DirectoryLock, prepare
 from localca.store import DynamoRecorder, IssuedStore
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
@@ -132,13 +132,14 @@ class LocalCA:
         )
 
     def open(self) -> None:
-        """Load (or create) the CA; StateError when the state dir is broken or in use."""
+        """Lock the state dir, load (or create) the CA; StateError when broken or in use."""
         state_dir = self.config.state_dir
-        self.authority, created = load_or_create(state_dir, self.clock())
-        self._lock = DirectoryLock(state_dir)
+        prepare(state_dir)
+        self._lock = DirectoryLock(state_dir)  # before anything is read or created
         try:
+            self.authority, created = load_or_create(state_dir, self.clock())
             self.store = IssuedStore(state_dir)
-        except Exception:
+        except BaseException:
             self.close()
             raise
         self.log(
@@ -328,6 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._expect_continue = False
         self._responding = False
+        # What parse_request would set, for an answer sent before it runs (414, 408).
+        self.command, self.requestline, self.request_version = "", "", "HTTP/1.1"
         try:
             if not self.reader.wait_for_request():
                 return
@@ -362,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.1"
         self.close_connection = self.close_connection or error.close
-        if error.close:
+        if error.close and not self._expect_continue:
             self._unread_body = True
         try:
             self._send(error.reply(), str(uuid.uuid4()))
@@ -433,21 +436,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self, limit: int) -> bytes:
         length = self._length()
         if length is not None and length > limit:
-            self._refuse_unread(length)
-            raise wire.too_large(limit)
+            error = wire.too_large(limit)
+            error.close = self._refuse_unread(length)
+            raise error
         self._continue()
         if length is None:
             return wire.read_chunked(self.reader, limit)
         return wire.read_sized(self.reader, length)
 
-    def _refuse_unread(self, length: int | None) -> None:
+    def _refuse_unread(self, length: int | None) -> bool:
         """Before refusing a request whose body was not read: drop a body small enough to keep
-        the connection, else mark it to be closed (after a short linger)."""
+        the connection, else mark it to be closed (after a short linger). True: closing."""
         if length is not None and length <= DISCARD_LIMIT and not self._expect_continue:
             self.reader.discard(length)
-        else:
-            self.close_connection = True
-            self._unread_body = not self._expect_continue
+            return False
+        self.close_connection = True
+        self._unread_body = not self._expect_continue
+        return True
 
     def _drop_body(self, limit: int) -> None:
         length = self._length()
@@ -552,15 +557,16 @@ class _Handler(BaseHTTPRequestHandler):
                 app.log("fault_added", kind=fault.kind, count=fault.count)
             return Reply(200, {"pending": app.faults.pending()})
         self._drop_body(ADMIN_BODY_LIMIT)
-        if route == "stats" and self.command == "GET":
+        reading = self.command in ("GET", "HEAD")
+        if route == "stats" and reading:
             return Reply(200, app.stats.snapshot())
-        if route == "health" and self.command == "GET":
+        if route == "health" and reading:
             return Reply(200, {"status": "ok", "function_name": app.config.function_name})
         if route == "faults" and self.command == "DELETE":
             app.faults.clear()
             app.log("faults_cleared")
             return Reply(200, {"pending": []})
-        if route == "faults" and self.command == "GET":
+        if route == "faults" and reading:
             return Reply(200, {"pending": app.faults.pending()})
         return Reply(404, {"error": f"no admin route {self.command} /_localca/{route}"})
 
@@ -642,19 +648,19 @@ class LocalCAServer:
         return f"http://{shown}:{self.port}"
 
     def start(self) -> str:
-        """Serve; StateError for a broken state dir, OSError when the address is unusable."""
-        self.app.open()
+        """Serve; OSError when the address is unusable, StateError for a broken state dir."""
         handler = type("Handler", (_Handler,), {"app": self.app, "limits": self.limits})
         server_class = _HttpServerV6 if ":" in self.config.host else _HttpServer
+        httpd = server_class(
+            (self.config.host, self.config.port),
+            handler,
+            self.app.log,
+            self.config.max_connections,
+        )
         try:
-            httpd = server_class(
-                (self.config.host, self.config.port),
-                handler,
-                self.app.log,
-                self.config.max_connections,
-            )
-        except OSError:
-            self.app.close()
+            self.app.open()
+        except BaseException:
+            httpd.server_close()
             raise
         self._httpd = httpd
         self._thread = threading.Thread(

@@ -54,8 +54,11 @@ class BoundedReader:
     def wait_for_request(self) -> bool:
         """Block (idle timeout) until the next request's first byte; False on a clean close."""
         self._deadline = None
-        if not self._buffer and not self._fill(self._limits.idle_seconds):
-            return False
+        try:
+            if not self._buffer and not self._fill(self._limits.idle_seconds):
+                return False
+        except TimeoutError:
+            return False  # idle too long: close quietly, as any keep-alive server does
         self._deadline = time.monotonic() + self._limits.request_seconds
         self.head_budget = MAX_HEAD_BYTES
         return True

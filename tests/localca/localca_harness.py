@@ -7,6 +7,8 @@ the end-to-end tests (boto3 over HTTP) cover the same rules through the real Inv
 from __future__ import annotations
 
 import base64
+import json
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -85,3 +87,80 @@ def event(common_name: Any = "svc.example.com", **fields: Any) -> dict[str, Any]
     """An event with a fresh CSR whose CN is `common_name` when that is a string."""
     csr_cn = common_name if isinstance(common_name, str) and common_name else "csr.example.com"
     return {"common_name": common_name, "base64_csr_data": b64_csr(csr_cn), **fields}
+
+
+# Raw HTTP against an in-process local CA, for the fault table and the fuzz tests.
+ACCESS_KEY_ID = "LOCALCAEXAMPLEKEY000"
+SECRET_ACCESS_KEY = "local-ca-example-secret"
+INVOKE_PATH = "/2015-03-31/functions/serverless-tls-cert-dev/invocations"
+
+
+@dataclass
+class RawReply:
+    status: int | None  # None: the connection closed without an answer
+    headers: dict[str, str]
+    body: bytes
+    closed: bool  # the server closed the connection after this answer
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def code(self) -> str | None:
+        value = self.headers.get("x-amzn-errortype")
+        return value.split(":", 1)[0] if value else None
+
+
+def read_reply(sock: socket.socket, timeout: float = 10.0) -> RawReply:
+    """One HTTP response from `sock` (skipping a 100 Continue)."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return RawReply(None, {}, data, True)
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        if status != 100:
+            break
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(data) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    closed = headers.get("connection", "").lower() == "close"
+    return RawReply(status, headers, data[:length], closed)
+
+
+def exchange(port: int, data: bytes, *, timeout: float = 10.0) -> RawReply:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_reply(sock, timeout)
+
+
+def signed_head(port: int, body: bytes, path: str = INVOKE_PATH,
+                extra: dict[str, str] | None = None) -> dict[str, str]:
+    """SigV4 headers (botocore's own signer) for a POST of `body` to `path`."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}{path}", data=body,
+                         headers=extra or {})
+    SigV4Auth(Credentials(ACCESS_KEY_ID, SECRET_ACCESS_KEY), "lambda", "us-east-1").add_auth(
+        request)
+    return {k: v for k, v in request.headers.items()}
+
+
+def http_request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
