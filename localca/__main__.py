@@ -223,11 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
 
     # Installed first, so a signal during startup stops cleanly instead of a traceback.
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     log = JsonLog()
-    args = parser().parse_args(argv)  # exits 2 with argparse's one-line usage error
     try:
+        args = parser().parse_args(argv)  # exits 2 with argparse's one-line usage error
         return serve(args, log, stop)
     except (ConfigError, StateError) as exc:
         print(f"local-ca: {exc}", file=sys.stderr)
@@ -238,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback
         print(f"local-ca: internal error ({type(exc).__name__}: {exc})", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -112,8 +112,9 @@ class RawReply:
         return value.split(":", 1)[0] if value else None
 
 
-def read_reply(sock: socket.socket, timeout: float = 10.0) -> RawReply:
-    """One HTTP response from `sock` (skipping a 100 Continue)."""
+def read_reply(sock: socket.socket, timeout: float = 10.0, *, to_head: bool = False) -> RawReply:
+    """One HTTP response from `sock` (skipping a 100 Continue); `to_head`: the answer to a HEAD,
+    which has a Content-Length but no body."""
     sock.settimeout(timeout)
     data = b""
     while True:
@@ -131,7 +132,7 @@ def read_reply(sock: socket.socket, timeout: float = 10.0) -> RawReply:
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
+    length = 0 if to_head else int(headers.get("content-length", "0"))
     while len(data) < length:
         chunk = sock.recv(65536)
         if not chunk:
