@@ -107,7 +107,7 @@ def is_url(value: Any) -> bool:
             and _query_ok(query)
             and (not fragment or _URL_FRAGMENT.fullmatch(fragment) is not None)
         )
-    except ValueError:
+    except (ValueError, TypeError, UnicodeError):  # what validators' decorator turns into False
         return False
 
 

@@ -112,34 +112,46 @@ class RawReply:
         return value.split(":", 1)[0] if value else None
 
 
+class ReplyStream:
+    """HTTP responses read one after another from one socket (pipelining keeps leftovers)."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 10.0) -> None:
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.data = b""
+
+    def _more(self) -> bool:
+        chunk = self.sock.recv(65536)
+        self.data += chunk
+        return bool(chunk)
+
+    def read(self, *, to_head: bool = False) -> RawReply:
+        """The next response (skipping a 100 Continue); `to_head`: the answer to a HEAD, which
+        has a Content-Length but no body."""
+        while True:
+            while b"\r\n\r\n" not in self.data:
+                if not self._more():
+                    return RawReply(None, {}, self.data, True)
+            raw_head, _, self.data = self.data.partition(b"\r\n\r\n")
+            lines = raw_head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            if status != 100:
+                break
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = 0 if to_head else int(headers.get("content-length", "0"))
+        while len(self.data) < length and self._more():
+            pass
+        body, self.data = self.data[:length], self.data[length:]
+        closed = headers.get("connection", "").lower() == "close"
+        return RawReply(status, headers, body, closed)
+
+
 def read_reply(sock: socket.socket, timeout: float = 10.0, *, to_head: bool = False) -> RawReply:
-    """One HTTP response from `sock` (skipping a 100 Continue); `to_head`: the answer to a HEAD,
-    which has a Content-Length but no body."""
-    sock.settimeout(timeout)
-    data = b""
-    while True:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return RawReply(None, {}, data, True)
-            data += chunk
-        head, _, data = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        if status != 100:
-            break
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = 0 if to_head else int(headers.get("content-length", "0"))
-    while len(data) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    closed = headers.get("connection", "").lower() == "close"
-    return RawReply(status, headers, data[:length], closed)
+    """One HTTP response from `sock` (see ReplyStream.read)."""
+    return ReplyStream(sock, timeout).read(to_head=to_head)
 
 
 def exchange(port: int, data: bytes, *, timeout: float = 10.0) -> RawReply:

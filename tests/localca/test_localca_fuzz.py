@@ -32,6 +32,7 @@ from localca_harness import (
     Crash,
     Lambda,
     RawReply,
+    ReplyStream,
     http_request,
     read_reply,
     signed_head,
@@ -266,3 +267,74 @@ def test_signed_invocations_of_any_event_get_lambda_answers(http_server, event):
         assert payload["errorType"] in CRASH_TYPES
     else:
         assert list(payload) in (["error"], CERT_KEYS, CHAIN_KEYS)
+
+
+@FUZZ
+@given(
+    event=events,
+    sizes=st.lists(st.integers(1, 64), min_size=1, max_size=8),
+    junk=st.sampled_from(["", ";ext=1", " ", ";a"]),
+    requests=st.integers(1, 3),
+)
+def test_chunked_and_pipelined_signed_invocations(http_server, event, sizes, junk, requests):
+    port = http_server.port
+    try:
+        body = json.dumps(event, default=str, allow_nan=False).encode()
+    except ValueError:
+        assume(False)
+    chunks, rest = [], body
+    for size in sizes * (len(body) // sum(sizes) + 1):
+        if not rest:
+            break
+        chunks.append(b"%x%s\r\n%s\r\n" % (min(size, len(rest)), junk.encode(), rest[:size]))
+        rest = rest[size:]
+    headers = {"Host": f"127.0.0.1:{port}", **signed_head(port, body),
+               "Transfer-Encoding": "chunked"}
+    one = http_request("POST", INVOKE_PATH, headers, b"".join(chunks) + b"0\r\n\r\n")
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(one * requests)  # pipelined on one connection
+        stream = ReplyStream(sock)
+        replies = [stream.read() for _ in range(requests)]
+
+    for reply in replies:
+        assert reply.status == 200, reply
+        assert list(json.loads(reply.body)) in (
+            ["error"], CERT_KEYS, CHAIN_KEYS, ["errorMessage", "errorType", "requestId",
+                                               "stackTrace"])
+
+
+mutations = st.sampled_from(["drop", "duplicate", "lower", "garble", "none"])
+
+
+@FUZZ
+@given(event=st.fixed_dictionaries({}, optional=fields), name=header_names, how=mutations)
+def test_signed_requests_with_a_mutated_header_get_a_typed_answer(http_server, event, name, how):
+    port = http_server.port
+    try:
+        body = json.dumps(event, default=str, allow_nan=False).encode()
+    except ValueError:
+        assume(False)
+    headers = {"Host": f"127.0.0.1:{port}", **signed_head(port, body),
+               "Content-Length": str(len(body))}
+    lines = [f"{k}: {v}" for k, v in headers.items()]
+    target = next((i for i, line in enumerate(lines) if line.lower().startswith(name.lower())),
+                  None)
+    if target is not None and how == "drop":
+        del lines[target]
+    elif target is not None and how == "duplicate":
+        lines.append(lines[target])
+    elif target is not None and how == "lower":
+        lines[target] = lines[target].lower()
+    elif target is not None and how == "garble":
+        lines[target] = lines[target][:-1] + "\x7f"
+    data = (f"POST {INVOKE_PATH} HTTP/1.1\r\n" + "\r\n".join(lines) + "\r\n\r\n").encode(
+        "latin-1") + body
+
+    reply = _exchange(port, data)
+
+    if reply.status is not None and reply.body:
+        answer = json.loads(reply.body)
+        assert isinstance(answer, dict)
+        if reply.status != 200:
+            assert reply.code and isinstance(answer["message"], str)
