@@ -2,7 +2,9 @@
 
 Canonical request per the AWS documentation for services other than S3: the URI path is
 URI-encoded once more (so `%3A` in a function ARN is signed as `%253A`), query pairs sorted
-as sent, signed headers lower-cased with runs of spaces collapsed.
+as sent, signed headers lower-cased with runs of spaces collapsed. Two steps, so the server can
+refuse a request on its headers alone before reading any of its body: `check_headers` (key,
+scope, date), then `check_signature` over the whole request.
 """
 
 from __future__ import annotations
@@ -218,16 +220,3 @@ def check_signature(req: SignedRequest, credential: Credential) -> Identity | Au
         return AuthFailure(403, "InvalidSignatureException", MSG_BAD_SIGNATURE)
     return Identity(credential.access_key_id, credential.authorised)
 
-
-def verify(
-    req: SignedRequest,
-    credentials: Mapping[str, str],
-    denied: Mapping[str, str],
-    region: str,
-    service: str,
-    now: datetime,
-) -> Identity | AuthFailure:
-    checked = check_headers(req, credentials, denied, region, service, now)
-    if isinstance(checked, AuthFailure):
-        return checked
-    return check_signature(req, checked)
