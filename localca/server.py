@@ -257,8 +257,9 @@ class LocalCA:
         # Decide-and-record under a lock per common name (striped): two concurrent requests
         # with the same name and key must not both pass the key-reuse check, while a slow
         # request (a 6 MB SAN list takes seconds) holds up only its own name's stripe.
+        # Only a string name can pass the table checks and be recorded.
         name = event.get("common_name") if isinstance(event, dict) else None
-        with self._stripes[hash(repr(name)) % len(self._stripes)]:
+        with self._stripes[hash(name if isinstance(name, str) else "") % len(self._stripes)]:
             outcome = handle(
                 event,
                 self.authority,
