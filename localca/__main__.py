@@ -149,9 +149,11 @@ def config_from(args: argparse.Namespace) -> Config:
     )
 
 
-EXIT_OK = 0
+# The project's exit-code table (README "Exit codes"); local-ca cannot import cacore's.
+EXIT_OK = 0  # stopped by SIGTERM
 EXIT_INTERNAL = 1
 EXIT_CONFIG = 2  # a bad flag, a broken or busy state dir, an unusable address
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT)
 
 
 def _write_ready(path: Path, line: str) -> None:
@@ -182,7 +184,7 @@ def _address_error(config: Config, exc: OSError) -> ConfigError:
     )
 
 
-def serve(args: argparse.Namespace, log: JsonLog, stop: threading.Event) -> int:
+def serve(args: argparse.Namespace, log: JsonLog, stop: threading.Event) -> None:
     config = config_from(args)
     initial = _faults(args.fault)
     if args.ready_file is not None and not args.ready_file.parent.is_dir():
@@ -213,13 +215,14 @@ def serve(args: argparse.Namespace, log: JsonLog, stop: threading.Event) -> int:
             pass
     finally:
         server.stop()
-    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
+    received: list[int] = []
 
     def _on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
         stop.set()
 
     # Installed first, so a signal during startup stops cleanly instead of a traceback.
@@ -227,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     log = JsonLog()
     try:
         args = parser().parse_args(argv)  # exits 2 with argparse's one-line usage error
-        return serve(args, log, stop)
+        serve(args, log, stop)
+        return EXIT_INTERRUPTED if signal.SIGINT in received else EXIT_OK
     except (ConfigError, StateError) as exc:
         print(f"local-ca: {exc}", file=sys.stderr)
         return EXIT_CONFIG

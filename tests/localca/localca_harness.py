@@ -70,8 +70,9 @@ class Lambda:
         log: list[str] = []
         policy = Policy(self.max_days, self.allowlist, BUCKET)
         try:
-            outcome = handle(event, self.ca, self.history, NOW, policy, self.csr_files.get,
-                             log.append)
+            outcome = handle(
+                event, self.ca, self.history, NOW, policy, self.csr_files.get, log.append
+            )
         except Exception as exc:  # noqa: BLE001 - the crash is the observation
             return Run(Crash(type(exc).__name__, str(exc)), log)
         if outcome.issued is not None:
@@ -160,17 +161,20 @@ def exchange(port: int, data: bytes, *, timeout: float = 10.0) -> RawReply:
         return read_reply(sock, timeout)
 
 
-def signed_head(port: int, body: bytes, path: str = INVOKE_PATH,
-                extra: dict[str, str] | None = None) -> dict[str, str]:
+def signed_head(
+    port: int, body: bytes, path: str = INVOKE_PATH, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """SigV4 headers (botocore's own signer) for a POST of `body` to `path`."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    request = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}{path}", data=body,
-                         headers=extra or {})
+    request = AWSRequest(
+        method="POST", url=f"http://127.0.0.1:{port}{path}", data=body, headers=extra or {}
+    )
     SigV4Auth(Credentials(ACCESS_KEY_ID, SECRET_ACCESS_KEY), "lambda", "us-east-1").add_auth(
-        request)
+        request
+    )
     return {k: v for k, v in request.headers.items()}
 
 

@@ -46,15 +46,30 @@ from localca.replies import HttpError, Reply
 from localca.server import LocalCA, LocalCAServer
 
 EXAMPLES = int(os.environ.get("LOCALCA_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
 
 # What the real handler can raise on a hostile event (each traced to an upstream step in
 # test_localca_contract.py); "Error" is binascii.Error (bad base64).
 CRASH_TYPES = {
-    "AttributeError", "TypeError", "ValueError", "KeyError", "OverflowError", "IndexError",
-    "Error", "ParamValidationError", "ClientError", "UnicodeEncodeError",
+    "AttributeError",
+    "TypeError",
+    "ValueError",
+    "KeyError",
+    "OverflowError",
+    "IndexError",
+    "Error",
+    "ParamValidationError",
+    "ClientError",
+    "UnicodeEncodeError",
 }
 REFUSALS = (
     "CSR must include a Common Name",
@@ -63,61 +78,121 @@ REFUSALS = (
     "CSR file '",
     "Custom extension ",
 )
-CERT_KEYS = ["CertificateInfo", "Base64Certificate", "Subject", "Base64IssuingCaCertificate",
-             "Base64RootCaCertificate", "Base64CaChain"]
+CERT_KEYS = [
+    "CertificateInfo",
+    "Base64Certificate",
+    "Subject",
+    "Base64IssuingCaCertificate",
+    "Base64RootCaCertificate",
+    "Base64CaChain",
+]
 CHAIN_KEYS = CERT_KEYS[3:]
 
 _KEYS = [ec.generate_private_key(ec.SECP256R1()) for _ in range(2)] + [
-    rsa.generate_private_key(public_exponent=65537, key_size=2048)]
-CSRS = [base64.b64encode(csr_pem(cn, key)).decode() for cn in ("fuzz.example.com", "x")
-        for key in _KEYS] + [base64.b64encode(csr_pem(None, _KEYS[0])).decode()]
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+]
+CSRS = [
+    base64.b64encode(csr_pem(cn, key)).decode() for cn in ("fuzz.example.com", "x") for key in _KEYS
+] + [base64.b64encode(csr_pem(None, _KEYS[0])).decode()]
 
-leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                 st.text(max_size=20))
+leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)
+)
 json_values = st.recursive(
-    leaf, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                  st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-    max_leaves=12)
-san_types = st.sampled_from(["DNS_NAME", "IP_ADDRESS", "EMAIL_ADDRESS", "URL", "DN", "dns_name",
-                             "BOGUS", ""])
+    leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+san_types = st.sampled_from(
+    ["DNS_NAME", "IP_ADDRESS", "EMAIL_ADDRESS", "URL", "DN", "dns_name", "BOGUS", ""]
+)
 san_texts = st.one_of(
-    st.sampled_from(["a.example.com", "*.example.com", "*.com", "10.0.0.1", "::1",
-                     "ops@example.com", "https://a.example.com/x", "spiffe://x/y",
-                     "CN=app,O=Example", "C=USA", "bücher.example", "é@example.com", ""]),
-    st.text(max_size=16))
+    st.sampled_from(
+        [
+            "a.example.com",
+            "*.example.com",
+            "*.com",
+            "10.0.0.1",
+            "::1",
+            "ops@example.com",
+            "https://a.example.com/x",
+            "spiffe://x/y",
+            "CN=app,O=Example",
+            "C=USA",
+            "bücher.example",
+            "é@example.com",
+            "",
+        ]
+    ),
+    st.text(max_size=16),
+)
 sans = st.one_of(
-    json_values, san_texts, st.lists(san_texts, max_size=4),
-    st.lists(st.fixed_dictionaries({}, optional={"type": st.one_of(san_types, leaf),
-                                                 "value": st.one_of(san_texts, leaf)}),
-             max_size=4),
-    st.dictionaries(san_types, st.one_of(san_texts, st.lists(st.one_of(san_texts, leaf),
-                                                             max_size=3), leaf), max_size=3))
+    json_values,
+    san_texts,
+    st.lists(san_texts, max_size=4),
+    st.lists(
+        st.fixed_dictionaries(
+            {}, optional={"type": st.one_of(san_types, leaf), "value": st.one_of(san_texts, leaf)}
+        ),
+        max_size=4,
+    ),
+    st.dictionaries(
+        san_types,
+        st.one_of(san_texts, st.lists(st.one_of(san_texts, leaf), max_size=3), leaf),
+        max_size=3,
+    ),
+)
 fields = {
     "common_name": st.one_of(st.sampled_from(["fuzz.example.com", "x", "", "a" * 65]), leaf),
     "base64_csr_data": st.one_of(st.sampled_from(CSRS), leaf, st.text(max_size=40)),
     "csr_file": st.one_of(st.sampled_from(["app.csr", "missing.csr", "../x"]), leaf),
     "lifetime": st.one_of(st.integers(-3, 1000), leaf, st.sampled_from(["5", "x", 1e999])),
-    "purposes": st.one_of(st.lists(st.sampled_from(["client_auth", "server_auth", "x"])),
-                          json_values),
+    "purposes": st.one_of(
+        st.lists(st.sampled_from(["client_auth", "server_auth", "x"])), json_values
+    ),
     "extended_key_usages": st.one_of(
         st.lists(st.sampled_from(["CODE_SIGNING", "NONE", "1.2.3", "1.foo", "2.999", "ANY"])),
-        json_values),
-    "extensions": st.one_of(st.lists(st.fixed_dictionaries(
-        {}, optional={"oid": st.one_of(st.sampled_from(["1.3.6.1.4.1.1.1", "2.5.29.17"]), leaf),
-                      "value_b64": st.one_of(st.just("AA=="), leaf),
-                      "critical": leaf})), json_values),
+        json_values,
+    ),
+    "extensions": st.one_of(
+        st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "oid": st.one_of(st.sampled_from(["1.3.6.1.4.1.1.1", "2.5.29.17"]), leaf),
+                    "value_b64": st.one_of(st.just("AA=="), leaf),
+                    "critical": leaf,
+                },
+            )
+        ),
+        json_values,
+    ),
     "sans": sans,
-    **{name: st.one_of(st.sampled_from(["GB", "USA", "Acme", ""]), leaf)
-       for name in ("country", "organization", "organizational_unit", "locality", "state",
-                    "email_address")},
+    **{
+        name: st.one_of(st.sampled_from(["GB", "USA", "Acme", ""]), leaf)
+        for name in (
+            "country",
+            "organization",
+            "organizational_unit",
+            "locality",
+            "state",
+            "email_address",
+        )
+    },
     **{name: leaf for name in ("force_issue", "cert_bundle", "ca_chain_only")},
 }
 # Mostly-valid events with a few fields fuzzed reach every later step (signing included).
 plausible = st.builds(
     lambda n, csr, extra: {"common_name": f"f{n}.example.com", "base64_csr_data": csr, **extra},
-    st.integers(0, 10**9), st.sampled_from(CSRS[:3]),
-    st.fixed_dictionaries({}, optional={k: v for k, v in fields.items()
-                                        if k not in ("common_name", "base64_csr_data")}))
+    st.integers(0, 10**9),
+    st.sampled_from(CSRS[:3]),
+    st.fixed_dictionaries(
+        {},
+        optional={k: v for k, v in fields.items() if k not in ("common_name", "base64_csr_data")},
+    ),
+)
 events = st.one_of(
     plausible,
     st.fixed_dictionaries({}, optional=fields),
@@ -149,8 +224,13 @@ def test_the_handler_answers_or_crashes_as_upstream_can(fuzz_lambda, event):
         assert fuzz_lambda.history.keys == before
         return
     payload = run.result.payload
-    label("refusal" if "error" in payload else "chain" if "Base64Certificate" not in payload
-          else "certificate")
+    label(
+        "refusal"
+        if "error" in payload
+        else "chain"
+        if "Base64Certificate" not in payload
+        else "certificate"
+    )
     if "error" in payload:
         assert list(payload) == ["error"] and isinstance(payload["error"], str)
         assert payload["error"].startswith(REFUSALS) or payload["error"].endswith("is too short")
@@ -162,7 +242,8 @@ def test_the_handler_answers_or_crashes_as_upstream_can(fuzz_lambda, event):
         cert = run.cert
         cert.verify_directly_issued_by(fuzz_lambda.ca.issuing_cert)
         assert cert.not_valid_after_utc - cert.not_valid_before_utc <= (
-            datetime(2000, 12, 31, 0, 5, tzinfo=UTC) - datetime(2000, 1, 1, tzinfo=UTC))
+            datetime(2000, 12, 31, 0, 5, tzinfo=UTC) - datetime(2000, 1, 1, tzinfo=UTC)
+        )
         assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert payload["CertificateInfo"]["CommonName"] == event["common_name"]
 
@@ -204,8 +285,11 @@ def test_invoke_answers_every_payload_with_a_typed_reply(app, payload):
 @pytest.fixture(scope="module")
 def http_server(tmp_path_factory):
     stream = io.StringIO()
-    config = Config(state_dir=tmp_path_factory.mktemp("fuzz-http") / "state",
-                    request_timeout=0.5, idle_timeout=0.5)
+    config = Config(
+        state_dir=tmp_path_factory.mktemp("fuzz-http") / "state",
+        request_timeout=0.5,
+        idle_timeout=0.5,
+    )
     with LocalCAServer(config, log=JsonLog(stream)) as server:
         yield server
     log = stream.getvalue()
@@ -213,28 +297,76 @@ def http_server(tmp_path_factory):
     assert '"server_error"' not in log and '"connection_error"' not in log
 
 
-header_names = st.sampled_from(["Host", "Content-Length", "Transfer-Encoding", "Expect",
-                                "Authorization", "X-Amz-Date", "Connection",
-                                "X-Amz-Invocation-Type", "X-Amz-Log-Type", "Content-Type"])
+header_names = st.sampled_from(
+    [
+        "Host",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Expect",
+        "Authorization",
+        "X-Amz-Date",
+        "Connection",
+        "X-Amz-Invocation-Type",
+        "X-Amz-Log-Type",
+        "Content-Type",
+    ]
+)
 header_values = st.one_of(
-    st.sampled_from(["0", "5", "-1", "chunked", "gzip", "100-continue", "close", "keep-alive",
-                     "Event", "DryRun", "Tail", "99999999999", "AWS4-HMAC-SHA256 Credential=x"]),
-    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30))
+    st.sampled_from(
+        [
+            "0",
+            "5",
+            "-1",
+            "chunked",
+            "gzip",
+            "100-continue",
+            "close",
+            "keep-alive",
+            "Event",
+            "DryRun",
+            "Tail",
+            "99999999999",
+            "AWS4-HMAC-SHA256 Credential=x",
+        ]
+    ),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+)
 methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "BREW"])
-paths = st.one_of(st.sampled_from([INVOKE_PATH, "/", "/_localca/stats", "/_localca/faults",
-                                   "/_localca/nope", INVOKE_PATH + "?Qualifier=x",
-                                   "/2015-03-31/functions//invocations", "http://[::1/",
-                                   "/2015-03-31/functions/%ff%00/invocations"]),
-                  st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30))
+paths = st.one_of(
+    st.sampled_from(
+        [
+            INVOKE_PATH,
+            "/",
+            "/_localca/stats",
+            "/_localca/faults",
+            "/_localca/nope",
+            INVOKE_PATH + "?Qualifier=x",
+            "/2015-03-31/functions//invocations",
+            "http://[::1/",
+            "/2015-03-31/functions/%ff%00/invocations",
+        ]
+    ),
+    st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30),
+)
 versions = st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/x", ""])
 raw_requests = st.one_of(
     st.binary(max_size=300),
     st.builds(
-        lambda m, p, v, hs, body: (f"{m} {p} {v}".strip() + "\r\n"
-                                   + "".join(f"{k}: {val}\r\n" for k, val in hs)
-                                   + "\r\n").encode("latin-1") + body,
-        methods, paths, versions, st.lists(st.tuples(header_names, header_values), max_size=6),
-        st.binary(max_size=100)),
+        lambda m, p, v, hs, body: (
+            (
+                f"{m} {p} {v}".strip()
+                + "\r\n"
+                + "".join(f"{k}: {val}\r\n" for k, val in hs)
+                + "\r\n"
+            ).encode("latin-1")
+            + body
+        ),
+        methods,
+        paths,
+        versions,
+        st.lists(st.tuples(header_names, header_values), max_size=6),
+        st.binary(max_size=100),
+    ),
 )
 
 
@@ -267,8 +399,11 @@ def test_signed_invocations_of_any_event_get_lambda_answers(http_server, event):
         body = json.dumps(event, default=str, allow_nan=False).encode()
     except ValueError:  # an infinity: not JSON, the 400 row of the fault table
         assume(False)
-    headers = {"Host": f"127.0.0.1:{port}", **signed_head(port, body),
-               "Content-Length": str(len(body))}
+    headers = {
+        "Host": f"127.0.0.1:{port}",
+        **signed_head(port, body),
+        "Content-Length": str(len(body)),
+    }
 
     reply = _exchange(port, http_request("POST", INVOKE_PATH, headers, body))
 
@@ -299,8 +434,11 @@ def test_chunked_and_pipelined_signed_invocations(http_server, event, sizes, jun
             break
         chunks.append(b"%x%s\r\n%s\r\n" % (min(size, len(rest)), junk.encode(), rest[:size]))
         rest = rest[size:]
-    headers = {"Host": f"127.0.0.1:{port}", **signed_head(port, body),
-               "Transfer-Encoding": "chunked"}
+    headers = {
+        "Host": f"127.0.0.1:{port}",
+        **signed_head(port, body),
+        "Transfer-Encoding": "chunked",
+    }
     one = http_request("POST", INVOKE_PATH, headers, b"".join(chunks) + b"0\r\n\r\n")
 
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -311,8 +449,11 @@ def test_chunked_and_pipelined_signed_invocations(http_server, event, sizes, jun
     for reply in replies:
         assert reply.status == 200, reply
         assert list(json.loads(reply.body)) in (
-            ["error"], CERT_KEYS, CHAIN_KEYS, ["errorMessage", "errorType", "requestId",
-                                               "stackTrace"])
+            ["error"],
+            CERT_KEYS,
+            CHAIN_KEYS,
+            ["errorMessage", "errorType", "requestId", "stackTrace"],
+        )
 
 
 mutations = st.sampled_from(["drop", "duplicate", "lower", "garble", "none"])
@@ -326,11 +467,15 @@ def test_signed_requests_with_a_mutated_header_get_a_typed_answer(http_server, e
         body = json.dumps(event, default=str, allow_nan=False).encode()
     except ValueError:
         assume(False)
-    headers = {"Host": f"127.0.0.1:{port}", **signed_head(port, body),
-               "Content-Length": str(len(body))}
+    headers = {
+        "Host": f"127.0.0.1:{port}",
+        **signed_head(port, body),
+        "Content-Length": str(len(body)),
+    }
     lines = [f"{k}: {v}" for k, v in headers.items()]
-    target = next((i for i, line in enumerate(lines) if line.lower().startswith(name.lower())),
-                  None)
+    target = next(
+        (i for i, line in enumerate(lines) if line.lower().startswith(name.lower())), None
+    )
     if target is not None and how == "drop":
         del lines[target]
     elif target is not None and how == "duplicate":
@@ -340,7 +485,8 @@ def test_signed_requests_with_a_mutated_header_get_a_typed_answer(http_server, e
     elif target is not None and how == "garble":
         lines[target] = lines[target][:-1] + "\x7f"
     data = (f"POST {INVOKE_PATH} HTTP/1.1\r\n" + "\r\n".join(lines) + "\r\n\r\n").encode(
-        "latin-1") + body
+        "latin-1"
+    ) + body
 
     reply = _exchange(port, data)
 

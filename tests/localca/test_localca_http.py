@@ -36,9 +36,12 @@ CHAIN = json.dumps({"ca_chain_only": True}).encode()
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     stream = io.StringIO()
-    config = Config(state_dir=tmp_path_factory.mktemp("http") / "state",
-                    request_timeout=REQUEST_TIMEOUT, idle_timeout=IDLE_TIMEOUT,
-                    max_connections=4)
+    config = Config(
+        state_dir=tmp_path_factory.mktemp("http") / "state",
+        request_timeout=REQUEST_TIMEOUT,
+        idle_timeout=IDLE_TIMEOUT,
+        max_connections=4,
+    )
     with LocalCAServer(config, log=JsonLog(stream)) as server:
         yield server, stream
     log = stream.getvalue()
@@ -53,12 +56,19 @@ def port(served):
     # After every row the server still answers a well-formed, signed invocation.
     reply = exchange(server.port, signed_request(server.port, CHAIN))
     assert reply.status == 200 and list(reply.json) == [
-        "Base64IssuingCaCertificate", "Base64RootCaCertificate", "Base64CaChain"]
+        "Base64IssuingCaCertificate",
+        "Base64RootCaCertificate",
+        "Base64CaChain",
+    ]
 
 
 def signed_request(port: int, body: bytes, **extra: str) -> bytes:
-    headers = {"Host": f"127.0.0.1:{port}", **signed_head(port, body),
-               "Content-Length": str(len(body)), **extra}
+    headers = {
+        "Host": f"127.0.0.1:{port}",
+        **signed_head(port, body),
+        "Content-Length": str(len(body)),
+        **extra,
+    }
     return http_request("POST", INVOKE_PATH, headers, body)
 
 
@@ -67,78 +77,208 @@ def head_only(port: int, body: bytes, **extra: str) -> dict[str, str]:
 
 
 def chunked(body: bytes, size: int = 7) -> bytes:
-    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
 
 
 # (id, request builder taking the port, status, error code, connection closed afterwards)
 ROWS = [
     ("request line is not HTTP", lambda p: b"garbage\r\n\r\n", 400, "BadRequestException", True),
-    ("HTTP/2.0 request line", lambda p: b"GET / HTTP/2.0\r\n\r\n", 505,
-     "HTTPVersionNotSupportedException", True),
-    ("request line over 8 KiB", lambda p: b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414,
-     "RequestURITooLongException", True),
-    ("headers over 64 KiB", lambda p: b"GET / HTTP/1.1\r\nX-A: " + b"b" * 70000 + b"\r\n\r\n",
-     431, "RequestHeaderFieldsTooLargeException", True),
-    ("more than 100 headers", lambda p: b"GET / HTTP/1.1\r\n"
-     + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n", 431,
-     "RequestHeaderFieldsTooLargeException", True),
-    ("Content-Length not a number", lambda p: http_request(
-        "POST", INVOKE_PATH, {**head_only(p, b""), "Content-Length": "12abc"}), 400,
-     "InvalidRequestContentException", True),
-    ("negative Content-Length", lambda p: http_request(
-        "POST", INVOKE_PATH, {**head_only(p, b""), "Content-Length": "-1"}), 400,
-     "InvalidRequestContentException", True),
-    ("two Content-Length headers", lambda p: b"POST " + INVOKE_PATH.encode()
-     + b" HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400,
-     "InvalidRequestContentException", True),
-    ("Content-Length and chunked together", lambda p: http_request(
-        "POST", INVOKE_PATH, {**head_only(p, CHAIN), "Content-Length": str(len(CHAIN)),
-                              "Transfer-Encoding": "chunked"}, chunked(CHAIN)), 400,
-     "InvalidRequestContentException", True),
-    ("a transfer coding other than chunked", lambda p: http_request(
-        "POST", INVOKE_PATH, {**head_only(p, CHAIN), "Transfer-Encoding": "gzip"}), 501,
-     "NotImplementedException", True),
-    ("malformed chunked body", lambda p: http_request(
-        "POST", INVOKE_PATH, {**head_only(p, CHAIN), "Transfer-Encoding": "chunked"},
-        b"zz\r\n"), 400, "InvalidRequestContentException", True),
-    ("chunked body, well formed", lambda p: http_request(
-        "POST", INVOKE_PATH, {**head_only(p, CHAIN), "Transfer-Encoding": "chunked"},
-        chunked(CHAIN)), 200, None, False),
-    ("Content-Length of 10^14 bytes, signed headers", lambda p: http_request(
-        "POST", INVOKE_PATH, {**head_only(p, b""), "Content-Length": "99999999999999"}), 413,
-     "RequestEntityTooLargeException", True),
-    ("Content-Length of 10^14 bytes, no Authorization", lambda p: http_request(
-        "POST", INVOKE_PATH, {"Host": "x", "Content-Length": "99999999999999"}), 403,
-     "MissingAuthenticationTokenException", True),
-    ("unknown path", lambda p: b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404,
-     "UnknownOperationException", False),
-    ("unknown method on the invoke path", lambda p: http_request(
-        "PATCH", INVOKE_PATH, {"Host": "x", "Content-Length": "2"}, b"{}"), 404,
-     "UnknownOperationException", False),
-    ("no Authorization header", lambda p: http_request(
-        "POST", INVOKE_PATH, {"Host": "x", "Content-Length": "2"}, b"{}"), 403,
-     "MissingAuthenticationTokenException", False),
-    ("body changed after signing", lambda p: http_request(
-        "POST", INVOKE_PATH, {**head_only(p, b"{}"), "Content-Length": "3"}, b"{ }"), 403,
-     "InvalidSignatureException", False),
-    ("payload is not JSON", lambda p: signed_request(p, b"{nope"), 400,
-     "InvalidRequestContentException", False),
-    ("payload holds NaN", lambda p: signed_request(p, b'{"lifetime": NaN}'), 400,
-     "InvalidRequestContentException", False),
-    ("payload is not UTF-8", lambda p: signed_request(p, b'{"common_name": "\xe9"}'), 400,
-     "InvalidRequestContentException", False),
-    ("payload nested 100000 deep", lambda p: signed_request(p, b"[" * 100000 + b"]" * 100000),
-     400, "InvalidRequestContentException", False),
-    ("body ends before Content-Length", lambda p: http_request(
-        "POST", INVOKE_PATH, {**head_only(p, CHAIN), "Content-Length": "500"}, CHAIN), None,
-     None, True),
+    (
+        "HTTP/2.0 request line",
+        lambda p: b"GET / HTTP/2.0\r\n\r\n",
+        505,
+        "HTTPVersionNotSupportedException",
+        True,
+    ),
+    (
+        "request line over 8 KiB",
+        lambda p: b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n",
+        414,
+        "RequestURITooLongException",
+        True,
+    ),
+    (
+        "headers over 64 KiB",
+        lambda p: b"GET / HTTP/1.1\r\nX-A: " + b"b" * 70000 + b"\r\n\r\n",
+        431,
+        "RequestHeaderFieldsTooLargeException",
+        True,
+    ),
+    (
+        "more than 100 headers",
+        lambda p: (
+            b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"\r\n"
+        ),
+        431,
+        "RequestHeaderFieldsTooLargeException",
+        True,
+    ),
+    (
+        "Content-Length not a number",
+        lambda p: http_request(
+            "POST", INVOKE_PATH, {**head_only(p, b""), "Content-Length": "12abc"}
+        ),
+        400,
+        "InvalidRequestContentException",
+        True,
+    ),
+    (
+        "negative Content-Length",
+        lambda p: http_request("POST", INVOKE_PATH, {**head_only(p, b""), "Content-Length": "-1"}),
+        400,
+        "InvalidRequestContentException",
+        True,
+    ),
+    (
+        "two Content-Length headers",
+        lambda p: (
+            b"POST "
+            + INVOKE_PATH.encode()
+            + b" HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+        ),
+        400,
+        "InvalidRequestContentException",
+        True,
+    ),
+    (
+        "Content-Length and chunked together",
+        lambda p: http_request(
+            "POST",
+            INVOKE_PATH,
+            {
+                **head_only(p, CHAIN),
+                "Content-Length": str(len(CHAIN)),
+                "Transfer-Encoding": "chunked",
+            },
+            chunked(CHAIN),
+        ),
+        400,
+        "InvalidRequestContentException",
+        True,
+    ),
+    (
+        "a transfer coding other than chunked",
+        lambda p: http_request(
+            "POST", INVOKE_PATH, {**head_only(p, CHAIN), "Transfer-Encoding": "gzip"}
+        ),
+        501,
+        "NotImplementedException",
+        True,
+    ),
+    (
+        "malformed chunked body",
+        lambda p: http_request(
+            "POST", INVOKE_PATH, {**head_only(p, CHAIN), "Transfer-Encoding": "chunked"}, b"zz\r\n"
+        ),
+        400,
+        "InvalidRequestContentException",
+        True,
+    ),
+    (
+        "chunked body, well formed",
+        lambda p: http_request(
+            "POST",
+            INVOKE_PATH,
+            {**head_only(p, CHAIN), "Transfer-Encoding": "chunked"},
+            chunked(CHAIN),
+        ),
+        200,
+        None,
+        False,
+    ),
+    (
+        "Content-Length of 10^14 bytes, signed headers",
+        lambda p: http_request(
+            "POST", INVOKE_PATH, {**head_only(p, b""), "Content-Length": "99999999999999"}
+        ),
+        413,
+        "RequestEntityTooLargeException",
+        True,
+    ),
+    (
+        "Content-Length of 10^14 bytes, no Authorization",
+        lambda p: http_request(
+            "POST", INVOKE_PATH, {"Host": "x", "Content-Length": "99999999999999"}
+        ),
+        403,
+        "MissingAuthenticationTokenException",
+        True,
+    ),
+    (
+        "unknown path",
+        lambda p: b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
+        404,
+        "UnknownOperationException",
+        False,
+    ),
+    (
+        "unknown method on the invoke path",
+        lambda p: http_request("PATCH", INVOKE_PATH, {"Host": "x", "Content-Length": "2"}, b"{}"),
+        404,
+        "UnknownOperationException",
+        False,
+    ),
+    (
+        "no Authorization header",
+        lambda p: http_request("POST", INVOKE_PATH, {"Host": "x", "Content-Length": "2"}, b"{}"),
+        403,
+        "MissingAuthenticationTokenException",
+        False,
+    ),
+    (
+        "body changed after signing",
+        lambda p: http_request(
+            "POST", INVOKE_PATH, {**head_only(p, b"{}"), "Content-Length": "3"}, b"{ }"
+        ),
+        403,
+        "InvalidSignatureException",
+        False,
+    ),
+    (
+        "payload is not JSON",
+        lambda p: signed_request(p, b"{nope"),
+        400,
+        "InvalidRequestContentException",
+        False,
+    ),
+    (
+        "payload holds NaN",
+        lambda p: signed_request(p, b'{"lifetime": NaN}'),
+        400,
+        "InvalidRequestContentException",
+        False,
+    ),
+    (
+        "payload is not UTF-8",
+        lambda p: signed_request(p, b'{"common_name": "\xe9"}'),
+        400,
+        "InvalidRequestContentException",
+        False,
+    ),
+    (
+        "payload nested 100000 deep",
+        lambda p: signed_request(p, b"[" * 100000 + b"]" * 100000),
+        400,
+        "InvalidRequestContentException",
+        False,
+    ),
+    (
+        "body ends before Content-Length",
+        lambda p: http_request(
+            "POST", INVOKE_PATH, {**head_only(p, CHAIN), "Content-Length": "500"}, CHAIN
+        ),
+        None,
+        None,
+        True,
+    ),
     ("HTTP/0.9 request", lambda p: b"GET /\r\n", None, None, True),
 ]
 
 
-@pytest.mark.parametrize(("build", "status", "code", "closed"),
-                         [pytest.param(*row[1:], id=row[0]) for row in ROWS])
+@pytest.mark.parametrize(
+    ("build", "status", "code", "closed"), [pytest.param(*row[1:], id=row[0]) for row in ROWS]
+)
 def test_fault_row(port, build, status, code, closed):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(build(port))
@@ -170,7 +310,8 @@ def test_a_body_over_6_mb_is_refused_with_413_and_the_connection_kept(port):
 
     assert (reply.status, reply.code) == (413, "RequestEntityTooLargeException")
     assert reply.json["message"] == (
-        "Request must be smaller than 6291456 bytes for the InvokeFunction operation")
+        "Request must be smaller than 6291456 bytes for the InvokeFunction operation"
+    )
     assert follow.status == 200
 
 
@@ -190,8 +331,11 @@ def test_expect_100_continue_is_answered_only_once_the_body_is_wanted(port):
         sock.sendall(http_request("POST", INVOKE_PATH, unsigned))
         refused = read_reply(sock)  # final answer at once, no 100, body never sent
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        headers = {**head_only(port, body), "Content-Length": str(len(body)),
-                   "Expect": "100-continue"}
+        headers = {
+            **head_only(port, body),
+            "Content-Length": str(len(body)),
+            "Expect": "100-continue",
+        }
         sock.sendall(http_request("POST", INVOKE_PATH, headers))
         sock.settimeout(10)
         interim = sock.recv(25)
@@ -264,7 +408,8 @@ def test_concurrent_requests_with_one_key_issue_exactly_once(port):
 
     assert sum("CertificateInfo" in a for a in answers) == 1
     assert [a for a in answers if "error" in a] == [
-        {"error": "Private key has already been used for a certificate"}] * 11
+        {"error": "Private key has already been used for a certificate"}
+    ] * 11
 
 
 def test_a_slow_request_holds_up_only_its_own_common_name(port):
@@ -274,7 +419,8 @@ def test_a_slow_request_holds_up_only_its_own_common_name(port):
     fast = json.dumps(issue_event("fast.example.com")).encode()
     answers: dict[str, RawReply] = {}
     slow_thread = threading.Thread(
-        target=lambda: answers.update(slow=exchange(port, signed_request(port, slow))))
+        target=lambda: answers.update(slow=exchange(port, signed_request(port, slow)))
+    )
 
     slow_thread.start()
     time.sleep(0.3)  # let the slow one reach the handler
