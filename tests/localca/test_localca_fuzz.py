@@ -46,6 +46,8 @@ from localca.replies import HttpError, Reply
 from localca.server import LocalCA, LocalCAServer
 
 EXAMPLES = int(os.environ.get("LOCALCA_FUZZ_EXAMPLES", "60"))
+# A client waits this long for an answer: a hang fails, a starved machine does not.
+PATIENCE = 30.0
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -371,11 +373,11 @@ raw_requests = st.one_of(
 
 
 def _exchange(port: int, data: bytes) -> RawReply:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)
         # The server splits the request line on whitespace, as http.server does.
-        return read_reply(sock, to_head=data.split(None, 1)[:1] == [b"HEAD"])
+        return read_reply(sock, PATIENCE, to_head=data.split(None, 1)[:1] == [b"HEAD"])
 
 
 @FUZZ
@@ -441,9 +443,9 @@ def test_chunked_and_pipelined_signed_invocations(http_server, event, sizes, jun
     }
     one = http_request("POST", INVOKE_PATH, headers, b"".join(chunks) + b"0\r\n\r\n")
 
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as sock:
         sock.sendall(one * requests)  # pipelined on one connection
-        stream = ReplyStream(sock)
+        stream = ReplyStream(sock, PATIENCE)
         replies = [stream.read() for _ in range(requests)]
 
     for reply in replies:
