@@ -489,7 +489,7 @@ class Signer:
         async def post() -> None:
             try:
                 async with self._event_slots:
-                    await self.api.post_event(
+                    await self.api.post_object_event(
                         involved, "CertificateSigningRequest", reason, message, warning
                     )
             except Exception as error:
@@ -512,7 +512,7 @@ class Signer:
         async def post() -> None:
             try:
                 async with self._event_slots:
-                    await self.api.post_event(pod, "Pod", reason, message, warning=True)
+                    await self.api.post_object_event(pod, "Pod", reason, message, warning=True)
             except Exception as error:
                 log.info(
                     "event not posted", extra={"fields": {"reason": reason, "error": str(error)}}

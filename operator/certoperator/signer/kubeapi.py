@@ -99,7 +99,7 @@ class SignerApi(KubeApi):
 
     # --- events ------------------------------------------------------------------------------
 
-    async def post_event(
+    async def post_object_event(
         self,
         involved: Mapping[str, Any],
         kind: str,
