@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,7 @@ from support.operator_process import (  # noqa: E402
 __all__ = [
     "LocalCA",
     "Measurement",
+    "ReadyWatch",
     "OperatorProcess",
     "ROOT",
     "apply",
@@ -54,7 +57,6 @@ __all__ = [
     "measure_operator",
     "start_local_ca_issuer",
     "start_operator",
-    "metric_sum",
     "rss_mb",
     "ready_count",
 ]
@@ -108,17 +110,6 @@ def http_ok(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def metric_sum(url: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` at ``url`` whose labels include ``labels``."""
-    with _opener.open(url, timeout=10) as response:
-        text = response.read().decode()
-    return sum(
-        value
-        for found, value in samples(text, name)
-        if all(found.get(k) == v for k, v in labels.items())
-    )
 
 
 def apiserver_requests(kube: Any) -> Counter[tuple[str, str, str]]:
@@ -196,6 +187,47 @@ class Measurement:
         return named.most_common(limit)
 
 
+class ReadyWatch:
+    """How many objects of ``plural`` in ``namespace`` are Ready, from one ``kubectl get
+    --watch`` (a LIST, then one WATCH stream). Reading it costs the tools nothing: polling their
+    metrics instead made each render megabytes of per-certificate gauges at N = 3000."""
+
+    TEMPLATE = '{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\\n"}'
+
+    def __init__(self, kube: Any, plural: str, namespace: str) -> None:
+        argv = [str(kube.kubectl_path), "get", plural, "-n", namespace, "--watch"]
+        self.proc = subprocess.Popen(
+            [*argv, "-o", f"jsonpath={self.TEMPLATE}"],
+            env=kube.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._status: dict[str, str] = {}
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            name, _, status = line.strip().partition(" ")
+            if name:
+                self._status[name] = status  # one writer; readers only count
+
+    def ready(self) -> int:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"kubectl --watch exited: {self.proc.stderr.read().strip()}")
+        return sum(status == "True" for status in list(self._status.values()))
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+
 def measure(
     kube: Any,
     plane_pids: dict[str, int],
@@ -204,23 +236,21 @@ def measure(
     plural: str,
     controller_pid: int,
     signer_pid: int | None,
-    read_ready: Callable[[], int],
-    confirm_ready: Callable[[], int],
     timeout: float,
     settle: float = 5.0,
-    interval: float = 0.5,
+    interval: float = 0.2,
 ) -> Measurement:
-    """Apply ``manifests`` (server-side ``kubectl apply``) and, meanwhile, poll
-    ``read_ready`` (a cheap read, e.g. the tool's own Ready gauge) until all are Ready or
-    ``timeout`` passes.
+    """Apply ``manifests`` (all of kind ``plural``, in one namespace; server-side ``kubectl
+    apply``) and meanwhile watch them until all are Ready or ``timeout`` passes.
 
     CPU and API requests are counted from just before the apply to ``settle`` seconds after
-    the end, so follow-up writes (events, cleanup) count too. The apply's own requests (verb
-    APPLY on ``plural``, the resource applied) are left out; the API server does not count
-    /metrics reads, so the counters themselves cost nothing.
-    ``confirm_ready`` (a list through the API) runs after the counters are read.
+    the end, so follow-up writes (events, cleanup) count too. The benchmark's own requests are
+    left out: the apply (verb APPLY on the resource, which neither tool uses) and the watch's
+    one LIST (its WATCH ends after the counters are read; /metrics reads are not counted).
     """
     m = Measurement(count=len(manifests))
+    resource = plural.split(".", 1)[0]
+    namespace = manifests[0]["metadata"]["namespace"]
     plane = [plane_pids[name] for name in ("kube-apiserver", "etcd")]
     requests_before = apiserver_requests(kube)
     m.controller_rss_before_mb = rss_mb(controller_pid, "VmRSS")
@@ -228,46 +258,48 @@ def measure(
     signer_before = cpu_seconds(signer_pid) if signer_pid else 0.0
     plane_before = sum(cpu_seconds(pid) for pid in plane)
 
-    # The apply runs beside the polling, in APPLY_WORKERS kubectl calls at once: one kubectl
+    # The apply runs beside the watch, in APPLY_WORKERS kubectl calls at once: one kubectl
     # applies a few dozen objects a second on a busy machine, too slow for thousands to
     # arrive "at once"; and the tools start issuing as the first objects arrive.
     applier = dataclasses.replace(kube, timeout=max(kube.timeout, timeout))
     chunks = [manifests[i::APPLY_WORKERS] for i in range(APPLY_WORKERS)]
     finished: list[float] = []
-    with ThreadPoolExecutor(APPLY_WORKERS) as pool:
-        began = time.monotonic()
-        applies = [pool.submit(apply, applier, *c, server_side=True) for c in chunks if c]
-        for a in applies:
-            a.add_done_callback(lambda _: finished.append(time.monotonic() - began))
-        deadline = began + timeout
-        while True:
-            ready = read_ready()
-            m.progress.append((round(time.monotonic() - began, 1), ready))
-            if ready >= m.count or time.monotonic() >= deadline:
-                break
-            time.sleep(interval)
-        m.seconds = time.monotonic() - began
-        m.timed_out = ready < m.count
-        for a in applies:
-            a.result()  # an apply that failed fails the measurement
-    m.apply_seconds = max(finished)
-    m.load_average = os.getloadavg()[0]
-    time.sleep(settle)
+    watch = ReadyWatch(kube, plural, namespace)
+    try:
+        with ThreadPoolExecutor(APPLY_WORKERS) as pool:
+            began = time.monotonic()
+            applies = [pool.submit(apply, applier, *c, server_side=True) for c in chunks if c]
+            for a in applies:
+                a.add_done_callback(lambda _: finished.append(time.monotonic() - began))
+            deadline = began + timeout
+            while True:
+                ready = watch.ready()
+                m.progress.append((round(time.monotonic() - began, 1), ready))
+                if ready >= m.count or time.monotonic() >= deadline:
+                    break
+                time.sleep(interval)
+            m.seconds = time.monotonic() - began
+            m.timed_out = ready < m.count
+            for a in applies:
+                a.result()  # an apply that failed fails the measurement
+        m.apply_seconds = max(finished)
+        m.load_average = os.getloadavg()[0]
+        time.sleep(settle)
 
-    m.controller_cpu_seconds = cpu_seconds(controller_pid) - cpu_before
-    m.controller_peak_rss_mb = rss_mb(controller_pid)
-    if signer_pid:
-        m.signer_cpu_seconds = cpu_seconds(signer_pid) - signer_before
-    m.control_plane_cpu_seconds = sum(cpu_seconds(pid) for pid in plane) - plane_before
-    after = apiserver_requests(kube)
+        m.controller_cpu_seconds = cpu_seconds(controller_pid) - cpu_before
+        m.controller_peak_rss_mb = rss_mb(controller_pid)
+        if signer_pid:
+            m.signer_cpu_seconds = cpu_seconds(signer_pid) - signer_before
+        m.control_plane_cpu_seconds = sum(cpu_seconds(pid) for pid in plane) - plane_before
+        after = apiserver_requests(kube)
+    finally:
+        watch.close()
+    ours = Counter({("APPLY", resource, ""): len(manifests), ("LIST", resource, ""): 1})
     m.requests = Counter(
-        {
-            key: after[key] - requests_before.get(key, 0)
-            for key in after
-            if after[key] > requests_before.get(key, 0) and key != ("APPLY", plural, "")
-        }
+        {key: after[key] - requests_before.get(key, 0) - ours[key] for key in after}
     )
-    m.ready = confirm_ready()
+    m.requests = +m.requests  # keeps the positive counts only
+    m.ready = ready_count(kube, plural, namespace)
     return m
 
 
@@ -308,17 +340,13 @@ def measure_operator(
     the CA invocations they caused (exactly ``count`` when nothing was issued twice)."""
     kube.kubectl("create", "namespace", namespace)
     invocations = ca.stats()["invocations"]
-    metrics = f"http://127.0.0.1:{operator.metrics_port}/metrics"
-    gauge = "clientcert_certificate_ready_status"
     measurement = measure(
         kube,
         plane_pids,
         [certificate_manifest(f"c{i:05d}", namespace) for i in range(count)],
-        plural="clientcertificates",
+        plural=OPERATOR_PLURAL,
         controller_pid=operator.proc.pid,
         signer_pid=local_ca_pid(ca),
-        read_ready=lambda: int(metric_sum(metrics, gauge, condition="True", namespace=namespace)),
-        confirm_ready=lambda: ready_count(kube, OPERATOR_PLURAL, namespace),
         timeout=timeout,
     )
     return measurement, ca.stats()["invocations"] - invocations

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import free_port, http_ok, metric_sum
+from benchlib import free_port, http_ok
 
 BUILD_SCRIPT = Path(__file__).resolve().parent / "peers" / "cert-manager" / "build.sh"
 GROUP = "cert-manager.io"
@@ -120,13 +120,6 @@ class CertManagerController:
     def alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             raise PeerError(f"cert-manager exited: {self.log_tail()}")
-
-    def ready(self, namespace: str) -> int:
-        """Certificates in ``namespace`` whose Ready condition is True, from cert-manager's own
-        gauge (a read of its informer cache: no API request)."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        gauge = "certmanager_certificate_ready_status"
-        return int(metric_sum(url, gauge, condition="True", namespace=namespace))
 
     def stop(self, timeout: float = 20) -> None:
         proc, self.proc = self.proc, None
