@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs the project, a Docker engine, a local
 # base image, the Kubernetes control-plane binaries, kubectl and helm (cached under
-# ~/.cache/lambda-client-certs), checks style, then runs every test. Extra arguments go to pytest.
+# ~/.cache/lambda-client-certs), checks style, import contracts and types, then runs every test.
+# Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -19,8 +20,10 @@ step "docker engine and local base image"
 scripts/docker/engine.sh
 scripts/docker/base-image.sh
 
-step "lint"
+step "lint: style, import contracts, types"
 ruff check .
+lint-imports --no-cache   # the layers in pyproject.toml [tool.importlinter]
+mypy                      # every package, as configured in pyproject.toml [tool.mypy]
 
 step "tests"
 exec python -m pytest "$@"

@@ -118,8 +118,10 @@ def test_an_interrupted_owner_leaves_no_process_behind(kube_binaries, signum):
         # SIGKILL gives the owner no chance: the kernel's parent-death signal does the work.
         # A dying process loses its command line before its sockets close, so wait for both.
         localkube.wait_for(
-            lambda: not processes_mentioning(str(workdir))
-            and not any(localkube.port_is_listening(port) for port in ports.values()),
+            lambda: (
+                not processes_mentioning(str(workdir))
+                and not any(localkube.port_is_listening(port) for port in ports.values())
+            ),
             timeout=30,
             message="the control plane processes to die and their ports to close",
         )
