@@ -38,6 +38,7 @@ from support.operator_process import (  # noqa: E402
 )
 
 __all__ = [
+    "APPLY_WORKERS",
     "LocalCA",
     "Measurement",
     "ReadyWatch",
