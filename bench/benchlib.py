@@ -72,10 +72,10 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 # --- processes ---------------------------------------------------------------------------------
 
 
-def rss_mb(pid: int, field: str = "VmHWM") -> float:
+def rss_mb(pid: int, which: str = "VmHWM") -> float:
     """The process's peak resident memory so far (``VmRSS``: the current one), in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(rf"{field}:\s+(\d+) kB", status)
+    match = re.search(rf"{which}:\s+(\d+) kB", status)
     return int(match.group(1)) / 1024 if match else 0.0
 
 
