@@ -14,14 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [
-    str(ROOT / "scripts" / "kube"),
-    str(ROOT / "tests"),
-]
+from kubelocal.binaries import ensure_binaries
+from kubelocal.handle import local_cluster
 
-import kubehandle  # noqa: E402
-import localkube  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests")]
+
 from support.localca_fixtures import LocalCA  # noqa: E402
 from support.operator_process import (  # noqa: E402
     OperatorProcess,
@@ -50,8 +48,8 @@ def main():
         parser.error("--count must be between 1 and 2000")
 
     scratch = Path(tempfile.mkdtemp(prefix="lcc-bench-operator-"))
-    binaries = localkube.ensure_binaries()
-    with kubehandle.local_cluster(binaries) as (kube, _plane):
+    binaries = ensure_binaries()
+    with local_cluster(binaries) as (kube, _plane):
         ca = LocalCA(scratch / "ca").start()
         operator = None
         try:

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Run a local Kubernetes control plane by hand until Ctrl-C (or SIGTERM).
 
-    /tmp/v/bin/python scripts/kube/up.py            # prints `export KUBECONFIG=...` lines
-    /tmp/v/bin/python scripts/kube/up.py --env-file /tmp/kube.env
+    .venv/bin/python scripts/kube/up.py            # prints `export KUBECONFIG=...` lines
+    .venv/bin/python scripts/kube/up.py --env-file /tmp/kube.env
+    .venv/bin/python scripts/kube/up.py --node     # with a kubelet node running Pods (root)
 
-Builds or reuses the binaries first (scripts/kube/build.sh, scripts/kube/tools.sh).
+Builds or reuses the binaries first (scripts/kube/build.sh, scripts/kube/tools.sh). Needs the
+project installed (scripts/venv.sh), which provides the `kubelocal` package.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import localkube  # noqa: E402
+from kubelocal import binaries as kube_binaries
+from kubelocal.controlplane import ControlPlane
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    binaries = localkube.ensure_binaries()
+    binaries = kube_binaries.ensure_binaries()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
-    plane = localkube.ControlPlane.start(binaries)
+    plane = ControlPlane.start(binaries)
     try:
         lines = [
             f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}",

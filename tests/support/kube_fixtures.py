@@ -1,7 +1,7 @@
 """Fixtures for a real Kubernetes API: `kube` (session) and `kube_namespace` (per test).
 
 By default `kube` starts etcd, kube-apiserver and kube-controller-manager on free loopback
-ports (scripts/kube/localkube.py), building the binaries first with scripts/kube/build.sh
+ports (kubelocal.controlplane), building the binaries first with scripts/kube/build.sh
 when they are not cached. With LCC_USE_EXISTING_CLUSTER=1 and KUBECONFIG set, the same tests
 run against that cluster instead (kind, k3d, EKS), and nothing is started.
 
@@ -10,18 +10,13 @@ Any test that uses `kube` (directly or through another fixture) gets the `kube` 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts" / "kube"))
-
-import kubehandle  # noqa: E402
-import localkube  # noqa: E402
-from kubehandle import Kube  # noqa: E402
+from kubelocal.binaries import Binaries, binaries_cached, ensure_binaries, ensure_tools
+from kubelocal.handle import Kube, existing_cluster, local_cluster, use_existing_cluster
+from kubelocal.procs import KubeError
 
 __all__ = ["Kube", "kube", "kube_binaries", "kube_namespace"]
 
@@ -45,44 +40,44 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     try:
-        existing = kubehandle.use_existing_cluster()
-    except localkube.KubeError:
+        existing = use_existing_cluster()
+    except KubeError:
         return  # the `kube` fixture reports the misconfiguration in each test
     builds = {"kube_binaries"} if existing else {"kube", "kube_binaries"}
     if not any(builds & set(getattr(item, "fixturenames", ())) for item in session.items):
         return
-    if localkube.binaries_cached():
+    if binaries_cached():
         return
     capture = session.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print("\nkube: building the control plane binaries (scripts/kube/build.sh) ...", flush=True)
         try:
-            localkube.ensure_binaries()
-        except localkube.KubeError as err:
+            ensure_binaries()
+        except KubeError as err:
             # Fail each kube test with this message instead of crashing pytest or building twice.
             _build_errors.append(str(err))
 
 
-def _binaries() -> localkube.Binaries:
+def _binaries() -> Binaries:
     if _build_errors:
         pytest.fail(f"the Kubernetes control plane binaries are missing: {_build_errors[0]}")
-    return localkube.ensure_binaries()
+    return ensure_binaries()
 
 
 @pytest.fixture(scope="session")
-def kube_binaries() -> localkube.Binaries:
+def kube_binaries() -> Binaries:
     """etcd, kube-apiserver, kube-controller-manager, kubectl and helm; built if missing."""
     return _binaries()
 
 
 @pytest.fixture(scope="session")
 def kube() -> Iterator[Kube]:
-    existing = kubehandle.use_existing_cluster()
+    existing = use_existing_cluster()
     if existing:
-        with kubehandle.existing_cluster(existing, localkube.ensure_tools()) as handle:
+        with existing_cluster(existing, ensure_tools()) as handle:
             yield handle
         return
-    with kubehandle.local_cluster(_binaries()) as (handle, _plane):
+    with local_cluster(_binaries()) as (handle, _plane):
         yield handle
 
 
