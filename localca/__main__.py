@@ -91,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help='a fault as JSON, e.g. \'{"kind": "throttle", "count": 2}\'',
     )
+    serve.add_argument(
+        "--sts-endpoint",
+        default=None,
+        help="moto's server acting as STS: accept the temporary credentials it issued "
+        "(assumed roles), as Lambda accepts STS's",
+    )
     serve.add_argument("--ready-file", type=Path, default=None)
     serve.add_argument(
         "--allow-remote",
@@ -120,6 +126,7 @@ def config_from(args: argparse.Namespace) -> Config:
         csr_dir=args.csr_dir,
         internal_bucket=args.internal_bucket,
         allow_remote=args.allow_remote,
+        sts_endpoint=args.sts_endpoint,
     )
 
 

@@ -42,6 +42,8 @@ class Config:
     csr_dir: Path | None = None
     internal_bucket: str = DEFAULT_INTERNAL_BUCKET
     allow_remote: bool = False
+    # moto's server playing STS: temporary credentials it issued are accepted (localca.sts).
+    sts_endpoint: str | None = None
 
     def validate(self) -> None:
         if not self.function_name or "/" in self.function_name or ":" in self.function_name:

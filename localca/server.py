@@ -23,6 +23,7 @@ from localca.config import Config, is_loopback
 from localca.issuance import CsrFile, Outcome, Policy, handle
 from localca.logs import JsonLog
 from localca.store import DynamoRecorder, IssuedStore
+from localca.sts import StsLookup
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
 INVOKE_SUFFIX = "/invocations"
@@ -91,6 +92,7 @@ class LocalCA:
         self.authority: Authority
         self.store: IssuedStore
         self.dynamo: DynamoRecorder | None = None
+        self.sts = StsLookup(config.sts_endpoint) if config.sts_endpoint else None
         self.policy = Policy(
             max_lifetime_days=config.max_lifetime_days,
             extension_allowlist=config.extension_allowlist,
@@ -139,6 +141,19 @@ class LocalCA:
             if q not in (None, "$LATEST"):
                 return None
         return name if name == self.config.function_name else None
+
+    def credentials_for(self, req: sigv4.SignedRequest) -> dict[str, str]:
+        """The configured credentials, plus the request's temporary ones when the STS issued
+        them and the request carries their session token (AWS refuses them otherwise)."""
+        key = sigv4.access_key_id(req)
+        known = self.config.credentials
+        if self.sts is None or key is None or key in known or key in self.config.denied_credentials:
+            return known
+        found = self.sts.find(key)
+        if found is None or req.header("x-amz-security-token") != found.session_token:
+            return known
+        self.log("sts_credentials", access_key_id=key, role_arn=found.role_arn)
+        return {**known, key: found.secret_access_key}
 
     def read_csr_file(self, name: str) -> CsrFile | None:
         root = self.config.csr_dir
@@ -298,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
         signed = sigv4.SignedRequest(self.command, path, query, headers, body)
         verdict = sigv4.verify(
             signed,
-            app.config.credentials,
+            app.credentials_for(signed),
             app.config.denied_credentials,
             app.config.region,
             "lambda",

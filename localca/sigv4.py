@@ -114,6 +114,12 @@ def signature(secret: str, amz_date: str, scope: str, canonical: str) -> str:
     ).hexdigest()
 
 
+def access_key_id(req: SignedRequest) -> str | None:
+    """The access key id the Authorization header names, if it is well formed."""
+    match = _AUTH.match((req.header("authorization") or "").strip())
+    return match["cred"].split("/")[0] if match else None
+
+
 def verify(
     req: SignedRequest,
     credentials: Mapping[str, str],
