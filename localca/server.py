@@ -370,8 +370,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _admin(self, route: str, body: bytes) -> Reply:
         app = self.app
-        if not is_loopback(self.client_address[0]):
-            return Reply(403, {"error": "admin endpoints answer loopback clients only"})
+        # The host itself: loopback, or the address the CA is bound to (a --allow-remote CA on
+        # a node's bridge is reached from its own host at that address; Pods have others).
+        client = self.client_address[0]
+        if not (is_loopback(client) or client == self.server.server_address[0]):
+            return Reply(403, {"error": "admin endpoints answer clients on this host only"})
         if route == "stats" and self.command == "GET":
             return Reply(200, app.stats.snapshot())
         if route == "health" and self.command == "GET":
