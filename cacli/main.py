@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the CA or the handshake failed, 2 bad input or configur
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -64,11 +65,15 @@ def main(argv: list[str] | None = None) -> int:
             if result.greeting:
                 print(f"server said: {result.greeting}")
             return 0 if result.ok else 1
+        # As a container's PID 1 (the example app's Pod) SIGTERM has no default action: without
+        # a handler every Pod deletion waits out the grace period.
+        stopping: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
         server = MutualTLSServer(args.address, args.certs)
         print(f"listening on {server.server_address[0]}:{server.server_address[1]}", flush=True)
         server.serve_in_thread()
         deadline = time.monotonic() + args.seconds if args.seconds else None
-        while deadline is None or time.monotonic() < deadline:
+        while not stopping and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.2)
         server.shutdown()
         return 0
