@@ -202,6 +202,7 @@ def sweep_stale_node() -> bool:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
         _kill_shims(runtime_paths().socket)
+        runtime.remove_shim_sockets(runtime_paths())
         hostnet.undo(hostnet.HostRecord.from_json(state["record"]))
     hostnet.unmount_all(WORKDIR)
     shutil.rmtree(WORKDIR, ignore_errors=True)
@@ -532,6 +533,7 @@ class Node:
             procs.stop_process(containerd, grace)
             clean = containerd.popen.returncode == 0
         _kill_shims(self.runtime.socket)
+        runtime.remove_shim_sockets(self.runtime)
         hostnet.unmount_all(self.workdir, self.runtime.root)
         hostnet.undo(self.record)
         if clean:

@@ -11,7 +11,9 @@ nothing; a run that did not stop cleanly leaves no such record and the next star
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -38,6 +40,11 @@ class RuntimePaths:
     @property
     def socket(self) -> Path:
         return self.state / "containerd.sock"
+
+    @property
+    def runc_root(self) -> Path:
+        """runc's state (one directory per container id), under this run's state."""
+        return self.state / "runc"
 
     @property
     def imports(self) -> Path:
@@ -91,6 +98,8 @@ disabled_plugins = [
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         # cgroupfs, like the kubelet: there is no systemd here.
         SystemdCgroup = false
+        # Not the shared /run/containerd/runc.
+        Root = "{paths.runc_root}"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN_DIR}"
     conf_dir = "{paths.cni_conf_dir}"
@@ -230,3 +239,21 @@ def remove_all_containers(paths: RuntimePaths) -> None:
 
     each("tasks", "rm", "--force")
     each("containers", "rm")
+
+
+SHIM_SOCKET_DIR = Path("/run/containerd/s")  # fixed in containerd 1.6, shared by every instance
+
+
+def shim_socket(paths: RuntimePaths, shim_id: str) -> Path:
+    """Where containerd 1.6 puts the socket of a shim (runtime/v2/shim.SocketAddress)."""
+    digest = hashlib.sha256(f"{paths.socket}/{NAMESPACE}/{shim_id}".encode()).hexdigest()
+    return SHIM_SOCKET_DIR / digest
+
+
+def remove_shim_sockets(paths: RuntimePaths) -> None:
+    """A shim that was killed leaves its socket behind; remove ours, by the containers that
+    runc knew of (a shim is named after its sandbox, which is one of them)."""
+    runc_dir = paths.runc_root / NAMESPACE
+    for shim_id in os.listdir(runc_dir) if runc_dir.is_dir() else ():
+        with contextlib.suppress(OSError):
+            shim_socket(paths, shim_id).unlink()

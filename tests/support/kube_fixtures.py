@@ -173,9 +173,10 @@ def own_node_only() -> None:
 @pytest.fixture
 def pod_namespace(node: NodeCluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace enforcing PodSecurity `restricted`, with its default ServiceAccount;
-    deleted afterwards."""
+    deleted afterwards, with its Pods."""
     kube = node.kube
-    name = kube.new_namespace_name(f"p-{request.node.name}")
+    # Short: Pod tests put the namespace in certificate names (64 characters at most).
+    name = kube.new_namespace_name(f"p-{request.node.name}"[:20])
     kube.kubectl("create", "namespace", name)
     levels = ("enforce", "warn", "audit")
     kube.kubectl(
@@ -193,4 +194,5 @@ def pod_namespace(node: NodeCluster, request: pytest.FixtureRequest) -> Iterator
         message=f"the default ServiceAccount of {name}",
     )
     yield name
-    kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+    # Waited for: a Pod still running after its test would call the shared CA in the next one.
+    kube.kubectl("delete", "namespace", name, "--ignore-not-found", "--timeout=120s", check=False)
