@@ -3,7 +3,6 @@ variables the kubelet sets, not through cluster DNS (tests/pods runs it so, on a
 DNS)."""
 
 import pytest
-
 from certoperator.kube import in_cluster_server
 
 
