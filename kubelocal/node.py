@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -273,8 +274,9 @@ class Node:
             node.stop()
             if isinstance(err, NodeError | KeyboardInterrupt):
                 raise
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise NodeError(f"the node did not start: {first} (logs kept in {where})") from err
+            raise NodeError(
+                f"the node did not start: {one_line(err)} (logs kept in {where})"
+            ) from err
         return node
 
     # --- start ---
@@ -551,6 +553,22 @@ class Node:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def one_line(err: BaseException) -> str:
+    """A component's failure in one line: what failed, and the log line that says why (a
+    process that died is reported with the last lines of its log)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    lines[0] = lines[0].split("; last lines of")[0]
+    why = next(
+        (line for line in reversed(lines[1:]) if re.search(r"in use|error|fail|fatal", line, re.I)),
+        None,
+    )
+    if why and "address already in use" in why:
+        return f"{lines[0]}: a port it needs is taken: {why[:240]}"
+    return f"{lines[0]}: {why[:240]}" if why else lines[0]
 
 
 def _http_ok(url: str) -> bool:

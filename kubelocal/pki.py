@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -73,8 +73,7 @@ def _issue(
     if ca:
         usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
         return builder.add_extension(usage, critical=True).sign(issuer_key, hashes.SHA256())
-    eku = x509.ExtendedKeyUsageOID
-    purpose = eku.SERVER_AUTH if server_names else eku.CLIENT_AUTH
+    purpose = ExtendedKeyUsageOID.SERVER_AUTH if server_names else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = builder.add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
     if server_names:
         names = [_general_name(n) for n in server_names]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -194,3 +195,30 @@ def test_a_bridge_name_in_use_is_named_in_one_line(own_node_only, kube_binaries)
     assert "\n" not in message
     assert f"ip link del {hostnet.BRIDGE}" in message
     assert not nodemod.WORKDIR.exists()
+
+
+def test_a_taken_port_is_named_in_one_line_and_the_host_is_undone(
+    own_node_only, kube_binaries, monkeypatch
+):
+    before = fingerprint()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("0.0.0.0", 0))  # every address, the node's bridge included once it exists
+    holder.listen()
+    taken = holder.getsockname()[1]
+    real_free_port = nodemod.free_port
+    # The kubelet's port is the one picked on the node's address: hand it the taken one.
+    monkeypatch.setattr(
+        nodemod, "free_port",
+        lambda host="127.0.0.1": taken if host == hostnet.NODE_IP else real_free_port(host),
+    )  # fmt: skip
+    try:
+        with pytest.raises(NodeError) as failed:
+            Node.start(kube_binaries, timeout=60)
+    finally:
+        holder.close()
+    message = str(failed.value)
+    assert "\n" not in message
+    assert message.startswith("the node did not start: kubelet exited")
+    assert "a port it needs is taken" in message and str(taken) in message
+    assert fingerprint() == before
