@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cacore.client import CAClient, LambdaTransport
 from cacore.config import CAConfig
 from cacore.credentials import FileNames, credential_files
-from cacore.files import AtomicDirectoryWriter
+from cacore.edge.client import CAClient, LambdaTransport
+from cacore.edge.files import AtomicDirectoryWriter
 from cacore.keys import parse_key_spec, private_key_pem
 from cacore.request import CertificateRequest, Subject
 

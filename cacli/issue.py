@@ -6,14 +6,15 @@ import argparse
 import os
 from pathlib import Path
 
-from cacore.client import CAClient
-from cacore.credentials import FileNames, credential_files
+from cacore.certinfo import subject_fields, summarize
+from cacore.credentials import FileNames, Ownership, credential_files
 from cacore.csr import load_csr
+from cacore.edge.client import CAClient
+from cacore.edge.files import AtomicDirectoryWriter
 from cacore.errors import InvalidRequest
-from cacore.files import AtomicDirectoryWriter, Ownership
-from cacore.inspect import subject_fields, summarize
 from cacore.keys import parse_key_spec, private_key_pem
 from cacore.request import (
+    DEFAULT_MAX_LIFETIME_DAYS,
     CertificateRequest,
     Subject,
     parse_sans,
@@ -37,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for name in ("organization", "organizational-unit", "locality", "state", "country", "email"):
         parser.add_argument(f"--{name}")
-    parser.add_argument("--lifetime", type=int, default=30, help="days, 1 to 365 (default 30)")
+    parser.add_argument(
+        "--lifetime",
+        type=int,
+        default=30,
+        help="days, 1 to the CA's maximum (--max-lifetime-days, 365 by default); default 30",
+    )
     parser.add_argument(
         "--purpose",
         action="append",
@@ -76,7 +82,8 @@ def request_from_args(args: argparse.Namespace, validated: bool = True) -> Certi
         extended_key_usages=tuple(args.ekus),
         force_issue=args.force,
     )
-    return validate_as_flags(request) if validated else request
+    cap = getattr(args, "max_lifetime_days", DEFAULT_MAX_LIFETIME_DAYS)
+    return validate_as_flags(request, cap) if validated else request
 
 
 _FLAGS = {
@@ -89,10 +96,12 @@ _FLAGS = {
 }
 
 
-def validate_as_flags(request: CertificateRequest) -> CertificateRequest:
+def validate_as_flags(
+    request: CertificateRequest, max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS
+) -> CertificateRequest:
     """``validate``, with errors naming the flag the user typed rather than the event field."""
     try:
-        return validate(request)
+        return validate(request, max_lifetime_days)
     except InvalidRequest as error:
         field = error.field
         flag = "--san" if field.startswith("sans") else _FLAGS.get(field, f"--{field}")
@@ -108,7 +117,7 @@ def run(args: argparse.Namespace, client: CAClient) -> list[str]:
             request_from_args(args, validated=False),
             **subject_fields(load_csr(csr_pem, "--csr").subject),
         )
-        issued = client.issue_csr(validate_as_flags(request), csr_pem)
+        issued = client.issue_csr(validate_as_flags(request, client.max_lifetime_days), csr_pem)
         files = credential_files(b"", issued, names)
         files = {name: data for name, data in files.items() if name not in names.private()}
         seconds_text, key_text = "", "your own key"

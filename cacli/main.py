@@ -1,6 +1,6 @@
 """``ca-cert``: issue a certificate from the serverless CA to a folder; test mutual TLS with it.
 
-Exit codes: 0 success, 1 the CA or the handshake failed, 2 bad input or configuration.
+Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from cacli import issue
 from cacli.tls import MutualTLSServer, handshake
-from cacore.cliopts import add_ca_arguments, config_from_args
+from cacore import exitcodes
+from cacore.edge.cliopts import add_ca_arguments, config_from_args
 from cacore.errors import CAError, ConfigurationError, InvalidRequest
 
 
@@ -51,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "issue":
-            from cacore.client import ca_client
+            from cacore.edge.client import ca_client
 
             for line in issue.run(args, ca_client(config_from_args(args))):
                 print(line)
-            return 0
+            return exitcodes.OK
         if args.command == "handshake":
             host, port = args.address
             result = handshake(host, port, args.certs, args.server_name, not args.no_client_cert)
@@ -64,30 +65,32 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"server:  {result.peer_subject}")
             if result.greeting:
                 print(f"server said: {result.greeting}")
-            return 0 if result.ok else 1
+            return exitcodes.OK if result.ok else exitcodes.FAILED
         # As a container's PID 1 (the example app's Pod) SIGTERM has no default action: without
         # a handler every Pod deletion waits out the grace period.
         stopping: list[int] = []
         signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
         server = MutualTLSServer(args.address, args.certs)
-        print(f"listening on {server.server_address[0]}:{server.server_address[1]}", flush=True)
+        host, port = server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
+        print(f"listening on {host}:{port}", flush=True)
         server.serve_in_thread()
         deadline = time.monotonic() + args.seconds if args.seconds else None
         while not stopping and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.2)
         server.shutdown()
-        return 0
+        return exitcodes.OK
     except (InvalidRequest, ConfigurationError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exitcodes.for_error(error)
     except CAError as error:
         print(f"error: the CA did not issue ({error.reason}): {error}", file=sys.stderr)
-        return 1
+        return exitcodes.for_error(error)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
     except KeyboardInterrupt:
-        return 130
+        return exitcodes.INTERRUPTED
 
 
 if __name__ == "__main__":

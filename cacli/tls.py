@@ -101,7 +101,10 @@ class _Handler(socketserver.BaseRequestHandler):
         tls.do_handshake()  # here, in the connection's thread, so one slow client blocks no other
         peer = tls.getpeercert() or {}
         names = [
-            value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName"
+            str(pair[1])
+            for rdn in peer.get("subject", ())
+            for pair in rdn
+            if isinstance(pair, tuple) and pair[0] == "commonName"
         ]
         tls.sendall(
             f"hello {names[0] if names else 'unknown'}, your certificate was accepted\n".encode()

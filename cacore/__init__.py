@@ -1,5 +1,23 @@
 """The shared core: what the sidecar, the operator, the GitOps tool and the CLI have in common.
 
-Pure modules (no I/O, no clock): ``request``, ``response``, ``inspect``, ``renewal``,
-``credentials``, ``names``. Edges: ``keys`` (randomness), ``client`` (boto3), ``files``.
+The folder is the boundary. Modules directly in ``cacore/`` are pure: plain data in, plain data
+out, no network, no filesystem, no clock, no randomness, no environment, no logging set-up. Time
+and random numbers are parameters (``now``, ``rand``), so every decision is a table test.
+
+- ``request``: what to ask the CA for, validated; the Lambda event it becomes.
+- ``response``: the one parser of the Lambda's answer (payload -> certificate or typed error).
+- ``errors``: the one error tree (``reason``, ``retryable``).
+- ``exitcodes``: the one exit-code table of every command-line tool.
+- ``renewal``: when to renew (renewal time, stable jitter) and the reason vocabulary.
+- ``backoff``: how long to wait after failures.
+- ``config``: where the CA is and who calls it (settings, checked).
+- ``credentials``: which files or Secret keys hold a credential set.
+- ``keys``, ``csr``, ``certinfo``, ``names``: key types, judging CSRs, reading certificates,
+  which names the CA keeps.
+
+``cacore/edge/`` holds the imperative shell the tools share: ``aws`` (the one boto3 session:
+profile, role, assume-role), ``client`` (the Lambda transport and the CA client), ``keygen``
+(making keys and signing CSRs), ``files`` (kubelet-style atomic credential sets), ``jsonlog``,
+``cliopts`` (argparse and environment). Pure modules never import the edge; import-linter
+checks it (``pyproject.toml``, ``[tool.importlinter]``).
 """

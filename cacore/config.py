@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from cacore.errors import ConfigurationError
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 
 _FUNCTION_ARN = re.compile(
     r"^arn:aws[a-z-]*:lambda:([a-z0-9-]+):\d{12}:function:[A-Za-z0-9_-]+(:[\w$-]+)?$"
@@ -14,6 +15,26 @@ _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 
 DEFAULT_FUNCTION = "serverless-tls-cert-dev"
+
+
+@dataclass(frozen=True)
+class AWSAccess:
+    """Who we are in AWS: a profile (or the default credential chain), optionally a role to
+    assume, and the region. Shared by every AWS call of every tool."""
+
+    region: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    role_session_name: str = "lambda-client-certs"
+
+
+def validate_access(access: AWSAccess, prefix: str = "") -> AWSAccess:
+    if access.role_arn and not _ROLE_ARN.match(access.role_arn):
+        raise ConfigurationError(
+            f"{prefix}role_arn: {access.role_arn!r} is not an IAM role ARN "
+            "(arn:aws:iam::<account>:role/<name>)"
+        )
+    return access
 
 
 @dataclass(frozen=True)
@@ -28,6 +49,12 @@ class CAConfig:
     # trips the CA's key-reuse guard.
     read_timeout: float = 300.0
     connect_timeout: float = 10.0
+    # The CA's MAX_CERT_LIFETIME (365 unless its deployment says otherwise).
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS
+
+    @property
+    def access(self) -> AWSAccess:
+        return AWSAccess(self.region, self.profile, self.role_arn, self.role_session_name)
 
     @property
     def function_region(self) -> str | None:
@@ -43,15 +70,16 @@ def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
             f"{prefix}function: {config.function!r} is neither a function name (e.g. "
             "serverless-tls-cert-dev) nor a function ARN"
         )
-    if config.role_arn and not _ROLE_ARN.match(config.role_arn):
-        raise ConfigurationError(
-            f"{prefix}role_arn: {config.role_arn!r} is not an IAM role ARN "
-            "(arn:aws:iam::<account>:role/<name>)"
-        )
+    validate_access(config.access, prefix)
     if config.endpoint_url and not re.match(r"^https?://[^/\s]+", config.endpoint_url):
         raise ConfigurationError(
             f"{prefix}endpoint_url: {config.endpoint_url!r} must be an http(s) URL such as "
             "http://127.0.0.1:9000"
+        )
+    if config.max_lifetime_days < 1:
+        raise ConfigurationError(
+            f"{prefix}max_lifetime_days: {config.max_lifetime_days} must be at least 1 "
+            "(the CA's MAX_CERT_LIFETIME, 365 by default)"
         )
     if config.read_timeout <= 0 or config.connect_timeout <= 0:
         raise ConfigurationError(f"{prefix}timeouts must be positive")

@@ -1,10 +1,25 @@
-"""Which files or Secret keys hold a credential set: a pure mapping from an issuance to bytes."""
+"""Which files or Secret keys hold a credential set, with which owner and modes: a pure mapping
+from an issuance to bytes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from cacore.response import IssuedCertificate
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Owner and modes of the files of a credential set (``None``: the writer's own)."""
+
+    uid: int | None = None
+    gid: int | None = None
+    file_mode: int = 0o644
+    private_mode: int = 0o600
+    dir_mode: int = 0o755
+
+
+DEFAULT_OWNERSHIP = Ownership()
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,10 @@ so a linter can report every problem of a file separately."""
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
-from cacore import inspect
+from cacore import certinfo
+from cacore.certinfo import sans_of
 from cacore.errors import InvalidRequest
-from cacore.inspect import sans_of
 from cacore.keys import KEY_ALGORITHMS, key_spec_of
 from cacore.request import San
 
@@ -85,14 +84,14 @@ def signature_valid(csr: x509.CertificateSigningRequest) -> bool:
 
 def subject_fields(csr: x509.CertificateSigningRequest) -> dict[str, str]:
     """The CSR's subject as event keys (first value of each attribute)."""
-    return inspect.subject_fields(csr.subject)
+    return certinfo.subject_fields(csr.subject)
 
 
 def requested_sans(csr: x509.CertificateSigningRequest) -> tuple[San, ...]:
     """SANs the requester put in the CSR. The CA ignores them: callers copy them into the request
     explicitly when the requester expects them."""
     try:
-        ext = csr.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (x509.ExtensionNotFound, ValueError):
         return ()
     return sans_of(ext)

@@ -1,11 +1,14 @@
-"""Private keys and CSRs. Keys are made where used and leave only as a 0600 file or Secret."""
+"""Key types and key encodings: which algorithms the project makes, and how keys are compared and
+serialised. Making keys and signing CSRs needs randomness, so it lives at the edge
+(``cacore.edge.keygen``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
@@ -14,7 +17,7 @@ from cacore.request import Subject
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
-_CURVES = {256: ec.SECP256R1, 384: ec.SECP384R1}
+CURVES = {256: ec.SECP256R1, 384: ec.SECP384R1}
 RSA_SIZES = (2048, 3072, 4096)
 KEY_ALGORITHMS = ("ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 
@@ -70,16 +73,6 @@ def key_spec_of(key: object) -> KeySpec | None:
     return None
 
 
-def generate_key(spec: KeySpec = DEFAULT_KEY) -> PrivateKey:
-    if spec.algorithm == "ECDSA" and spec.size in _CURVES:
-        return ec.generate_private_key(_CURVES[spec.size]())
-    if spec.algorithm == "RSA" and spec.size in RSA_SIZES:
-        return rsa.generate_private_key(public_exponent=65537, key_size=spec.size)
-    raise InvalidRequest(
-        "key_algorithm", f"{spec} is not supported; use one of {', '.join(KEY_ALGORITHMS)}"
-    )
-
-
 def subject_name(subject: Subject) -> x509.Name:
     values = subject.fields()
     return x509.Name(
@@ -89,12 +82,6 @@ def subject_name(subject: Subject) -> x509.Name:
             if name in values
         ]
     )
-
-
-def build_csr(key: PrivateKey, subject: Subject) -> bytes:
-    """A PEM CSR signed by ``key``: the CA uses only its public key and subject."""
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject_name(subject))
-    return csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
 def private_key_pem(key: PrivateKey) -> bytes:
@@ -110,9 +97,9 @@ def load_private_key(pem: bytes) -> PrivateKey:
     return key
 
 
-def public_key_bytes(key: object) -> bytes:
+def public_key_bytes(key: Any) -> bytes:
     """A comparable encoding of a public key (from a private key, a certificate or a CSR key)."""
     public = key.public_key() if hasattr(key, "public_key") else key
-    return public.public_bytes(  # type: ignore[union-attr]
+    return public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -1,11 +1,91 @@
-"""When to renew and how long to wait after a failure: pure functions of times and counts."""
+"""The one renewal decision of the project: when a certificate is renewed (renewal time, stable
+jitter) and the closed vocabulary of reasons for issuing, shared by the sidecar, the operator and
+the GitOps tool. Those only gather their inputs (files on disk, a Secret, a spec) and call this.
+
+Reasons are CamelCase constants used verbatim in logs, metrics, conditions and events. Why a
+certificate must be (re-)issued, in the order the checks run (the first one found wins):
+
+- ``DoesNotExist``: nothing was ever issued (no credential set published; no Secret and no
+  certificate on record).
+- ``SecretMissing`` (operator): the Secret was deleted after a certificate had been issued.
+- ``SecretNotOwned`` (operator): a Secret of that name exists but another object controls it.
+- ``MissingFile`` (sidecar): the published set lacks the key or the certificate.
+- ``MissingData`` (operator): the Secret lacks ``tls.crt``, ``tls.key`` or ``ca.crt``, or they
+  do not parse.
+- ``InvalidKey`` / ``InvalidCertificate`` (sidecar): the key or certificate file does not parse.
+- ``InvalidKeyPair``: the certificate is not for the key beside it (tampered or half-written).
+- ``InvalidChain`` (operator): ``tls.crt`` does not verify against ``ca.crt``.
+- ``SpecChanged`` (operator): the issuance-relevant spec differs from the issued one.
+- ``SubjectMismatch`` / ``SANsMismatch`` / ``PurposesMismatch`` / ``KeyAlgorithmMismatch``
+  (sidecar): the configured subject, SANs, purposes or key algorithm changed.
+- ``Expired``: the certificate's notAfter has passed.
+- ``Renewing``: the renewal time (renewal point with jitter) has been reached.
+- ``UpToDate`` (sidecar): nothing to do until the renewal time.
+
+Outcomes (operator conditions and events):
+
+- ``Ready``: the Secret holds a valid certificate for the current spec.
+- ``Issued`` / ``Renewed`` / ``Reissued``: an issuance succeeded (first one / at the renewal
+  point or expiry / for any other trigger).
+- ``Refused``: the CA answered with an error; retried after a long backoff or a spec change.
+- ``Failed``: the CA could not be reached, throttled or crashed; retried with backoff.
+- ``InvalidSpec``: the spec cannot be turned into a request (admission normally stops this).
+- ``IssuerNotFound``: ``issuerRef`` names no LambdaCA, or none is named and there is no default.
+"""
 
 from __future__ import annotations
 
-import random
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from cryptography import x509
+
+DOES_NOT_EXIST = "DoesNotExist"
+SECRET_MISSING = "SecretMissing"
+SECRET_NOT_OWNED = "SecretNotOwned"
+MISSING_FILE = "MissingFile"
+MISSING_DATA = "MissingData"
+INVALID_KEY = "InvalidKey"
+INVALID_CERTIFICATE = "InvalidCertificate"
+INVALID_KEY_PAIR = "InvalidKeyPair"
+INVALID_CHAIN = "InvalidChain"
+SPEC_CHANGED = "SpecChanged"
+SUBJECT_MISMATCH = "SubjectMismatch"
+SANS_MISMATCH = "SANsMismatch"
+PURPOSES_MISMATCH = "PurposesMismatch"
+KEY_ALGORITHM_MISMATCH = "KeyAlgorithmMismatch"
+EXPIRED = "Expired"
+RENEWING = "Renewing"
+UP_TO_DATE = "UpToDate"
+
+READY = "Ready"
+ISSUED = "Issued"
+RENEWED = "Renewed"
+REISSUED = "Reissued"
+REFUSED = "Refused"
+FAILED = "Failed"
+INVALID_SPEC = "InvalidSpec"
+ISSUER_NOT_FOUND = "IssuerNotFound"
+
+
+def success_reason(trigger: str) -> str:
+    """The outcome of a successful issuance caused by ``trigger``."""
+    if trigger == DOES_NOT_EXIST:
+        return ISSUED
+    if trigger in (RENEWING, EXPIRED):
+        return RENEWED
+    return REISSUED
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why to issue now: a reason from the vocabulary above and a sentence for people."""
+
+    reason: str
+    message: str
+
 
 DEFAULT_RENEW_FRACTION = 2 / 3  # renew when two thirds of the lifetime have passed
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -18,6 +98,20 @@ class RenewalPoint:
 
     before_expiry: timedelta | None = None
     fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class RenewalPolicy:
+    """When to renew: the renewal point, a jitter (renew up to this fraction of the time since
+    issuance earlier, so a fleet issued together renews apart) and the shortest time between two
+    issuances (a guard against a renewal point that is always due)."""
+
+    point: RenewalPoint = RenewalPoint()
+    jitter: float = 0.0
+    min_interval: timedelta = timedelta(0)
+
+
+DEFAULT_POLICY = RenewalPolicy()
 
 
 def parse_duration(text: str, field: str = "duration") -> timedelta:
@@ -83,17 +177,60 @@ def with_jitter(at: datetime, not_before: datetime, spread: float, rand: float) 
     return at - (at - not_before) * spread * rand
 
 
-def backoff_delay(
-    failures: int, base: float = 1.0, cap: float = 300.0, rand: float | None = None
-) -> float:
-    """Seconds to wait after ``failures`` consecutive failures: doubling from ``base`` to ``cap``,
-    with "equal jitter" (half fixed, half random) so retries spread but never collapse to zero."""
-    if failures <= 0:
-        return 0.0
-    delay = min(cap, base * 2 ** min(failures - 1, 62))
-    r = random.random() if rand is None else rand
-    return delay / 2 + delay / 2 * r
+def stable_fraction(*parts: object) -> float:
+    """A number in [0, 1) fixed by ``parts`` (e.g. a serial number): jitter that is the same after
+    a restart and different across a fleet (serials are random), with nothing stored."""
+    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def renew_at(
+    not_before: datetime,
+    not_after: datetime,
+    serial: int,
+    policy: RenewalPolicy = DEFAULT_POLICY,
+    issued_at: datetime | None = None,
+) -> datetime:
+    """When to renew this certificate: the renewal point, moved earlier by a stable part of
+    ``policy.jitter`` of the time since issuance, in whole seconds.
+
+    ``issued_at`` is when the caller issued it, if known. Jitter is measured from it rather than
+    from notBefore, which the CA backdates by 5 minutes (that would let jitter pull a short
+    renewal into the past); and with ``policy.min_interval`` no renewal comes sooner after it.
+    """
+    at = renewal_time(not_before, not_after, policy.point)
+    known = issued_at is not None and not_before <= issued_at < at
+    start = issued_at if known and issued_at is not None else not_before
+    at = with_jitter(at, start, policy.jitter, stable_fraction(serial)).replace(microsecond=0)
+    if issued_at is not None and policy.min_interval:
+        at = max(at, issued_at + policy.min_interval)
+    return at
 
 
 def is_due(now: datetime, renew_at: datetime) -> bool:
     return now >= renew_at
+
+
+def certificate_renew_at(
+    certificate: x509.Certificate, policy: RenewalPolicy, issued_at: datetime | None = None
+) -> datetime:
+    """``renew_at`` for a parsed certificate."""
+    return renew_at(
+        certificate.not_valid_before_utc,
+        certificate.not_valid_after_utc,
+        certificate.serial_number,
+        policy,
+        issued_at,
+    )
+
+
+def expired(not_after: datetime, now: datetime) -> Verdict | None:
+    if now >= not_after:
+        return Verdict(EXPIRED, f"The certificate expired at {not_after.isoformat()}")
+    return None
+
+
+def renewal_due(at: datetime, now: datetime) -> Verdict | None:
+    if is_due(now, at):
+        return Verdict(RENEWING, f"Renewal time {at.isoformat()} reached")
+    return None

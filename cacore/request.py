@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import csv
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from cacore.errors import InvalidRequest
 from cacore.names import SAN_CHECKS
@@ -26,7 +28,10 @@ EXTENDED_KEY_USAGES = (
     "CERTIFICATE_TRANSPARENCY",
 )
 SAN_TYPES = tuple(SAN_CHECKS)
-MIN_LIFETIME_DAYS, MAX_LIFETIME_DAYS = 1, 365
+MIN_LIFETIME_DAYS = 1
+# The CA's MAX_CERT_LIFETIME: a deployment setting, 365 days unless the CA is configured higher.
+# Above it the CA silently caps the lifetime, so the tools refuse more unless told the CA's cap.
+DEFAULT_MAX_LIFETIME_DAYS = 365
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 
 # Subject attribute -> (event key, longest value X.509 allows).
@@ -88,7 +93,9 @@ def parse_sans(value: object, field_name: str = "sans") -> tuple[San, ...]:
         return ()
     if isinstance(value, str):
         return tuple(
-            _san_from_text(part.strip(), field_name) for part in value.split(",") if part.strip()
+            _san_from_text(part.strip(), field_name)
+            for part in split_san_list(value)
+            if part.strip()
         )
     if isinstance(value, Mapping):
         sans: list[San] = []
@@ -116,6 +123,13 @@ def parse_sans(value: object, field_name: str = "sans") -> tuple[San, ...]:
     raise InvalidRequest(field_name, "must be a string, a list or a map of SAN type to values")
 
 
+def split_san_list(text: str) -> list[str]:
+    """A comma list of SANs, CSV-style: an entry holding commas (a ``DN:`` SAN such as
+    ``DN:CN=app,O=Example``) is written in double quotes, ``"DN:CN=app,O=Example"``; a double
+    quote inside quotes is doubled. Anything else splits at every comma."""
+    return next(csv.reader([text], skipinitialspace=True), [])
+
+
 def _san_from_text(text: str, field_name: str) -> San:
     prefix, sep, rest = text.partition(":")
     if sep and prefix in SAN_TYPES:
@@ -126,8 +140,11 @@ def _san_from_text(text: str, field_name: str) -> San:
     return San("DNS_NAME", text)
 
 
-def validate(request: CertificateRequest) -> CertificateRequest:
-    """Refuse locally what the CA would refuse, crash on, or silently change; return the request."""
+def validate(
+    request: CertificateRequest, max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS
+) -> CertificateRequest:
+    """Refuse locally what the CA would refuse, crash on, or silently change; return the request.
+    ``max_lifetime_days`` is the CA's own cap (its MAX_CERT_LIFETIME)."""
     subject = request.subject
     if not subject.common_name or not subject.common_name.strip():
         raise InvalidRequest("common_name", "is required; set the name the certificate is for")
@@ -140,9 +157,15 @@ def validate(request: CertificateRequest) -> CertificateRequest:
     lifetime = request.lifetime_days
     if isinstance(lifetime, bool) or not isinstance(lifetime, int):
         raise InvalidRequest("lifetime", f"must be a whole number of days, got {lifetime!r}")
-    if not MIN_LIFETIME_DAYS <= lifetime <= MAX_LIFETIME_DAYS:
+    if not MIN_LIFETIME_DAYS <= lifetime <= max_lifetime_days:
+        above = (
+            " (the CA's maximum; if the CA allows more, say so with its max lifetime setting)"
+            if lifetime > max_lifetime_days
+            else ""
+        )
         raise InvalidRequest(
-            "lifetime", f"is {lifetime} days; choose {MIN_LIFETIME_DAYS} to {MAX_LIFETIME_DAYS}"
+            "lifetime",
+            f"is {lifetime} days; choose {MIN_LIFETIME_DAYS} to {max_lifetime_days}{above}",
         )
     if not request.purposes:
         raise InvalidRequest("purposes", f"must name at least one of {', '.join(PURPOSES)}")
@@ -172,7 +195,9 @@ def validate(request: CertificateRequest) -> CertificateRequest:
 def with_subject_defaults(request: CertificateRequest, **fields: str | None) -> CertificateRequest:
     """Fill subject attributes the request leaves empty (e.g. from a CSR)."""
     current = request.subject
-    merged = {k: getattr(current, k) or v for k, v in fields.items() if k in SUBJECT_FIELDS}
+    merged: dict[str, Any] = {
+        k: getattr(current, k) or v for k, v in fields.items() if k in SUBJECT_FIELDS
+    }
     return replace(request, subject=replace(current, **merged))
 
 

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from cryptography import x509
 
+from cacore.certinfo import chain_problem, split_pem_certificates
 from cacore.errors import CAFunctionError, CARefused, InvalidResponse
-from cacore.inspect import chain_problem, split_pem_certificates
 from cacore.keys import public_key_bytes
 
 

@@ -1,21 +1,24 @@
-"""One function per subcommand: read, call the pure parts, write. Each returns (exit code, text)."""
+"""One function per subcommand: read, call the pure parts, write. Each returns (exit code, text),
+the code from ``cacore.exitcodes``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
 from cacore import csr as csrs
-from cacore.config import CAConfig, validate_config
+from cacore import exitcodes
+from cacore.certinfo import chain_problem, split_pem_certificates
+from cacore.edge.cliopts import access_from_args, config_from_args
+from cacore.edge.files import write_file_atomic
 from cacore.errors import CAError, InvalidRequest
-from cacore.files import write_file_atomic
-from cacore.inspect import chain_problem, split_pem_certificates
-from cacore.request import parse_sans
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS, parse_sans
 from gitops import issuing, jsontext, report
 from gitops import problems as p
 from gitops.errors import GitopsError, UsageError
@@ -31,6 +34,10 @@ from gitops.layout import (
 )
 from gitops.records import IssuedRecord, newest, newest_valid, parse_serial
 from gitops.validation import EnvState, check_state, read_state
+
+if TYPE_CHECKING:
+    from cacore.edge.client import LambdaTransport
+    from gitops.ca_table import CATable
 
 _PUBLIC = 0o644  # everything in the tree and every fetched file is public material
 
@@ -52,7 +59,12 @@ def _existing_env(root: Path, env: str) -> EnvLayout:
 # --- validate ---------------------------------------------------------------------------------
 
 
-def validate(root: Path, envs: list[str] | None, fmt: str) -> tuple[int, str]:
+def validate(
+    root: Path,
+    envs: list[str] | None,
+    fmt: str,
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
+) -> tuple[int, str]:
     names = envs or environments(root)
     if not names:
         raise UsageError(
@@ -61,8 +73,10 @@ def validate(root: Path, envs: list[str] | None, fmt: str) -> tuple[int, str]:
         )
     problems: list[p.Problem] = []
     for env in names:
-        problems += check_state(read_state(_existing_env(root, env))).problems
-    return (1 if p.has_errors(problems) else 0), report.render(problems, fmt, names)
+        problems += check_state(read_state(_existing_env(root, env), max_lifetime_days)).problems
+    return (exitcodes.FAILED if p.has_errors(problems) else exitcodes.OK), report.render(
+        problems, fmt, names
+    )
 
 
 # --- init -------------------------------------------------------------------------------------
@@ -91,8 +105,8 @@ def init(root: Path, env: str, ca_bundle: Path | None) -> tuple[int, str]:
         write_file_atomic(path, content, _PUBLIC)
         created.append(display(path))
     if not created:
-        return 0, f"{display(layout.directory)} is already set up; nothing changed"
-    return 0, "created:\n" + "\n".join(f"  {name}" for name in created)
+        return exitcodes.OK, f"{display(layout.directory)} is already set up; nothing changed"
+    return exitcodes.OK, "created:\n" + "\n".join(f"  {name}" for name in created)
 
 
 def _read_input(path: Path, option: str) -> bytes:
@@ -147,7 +161,7 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
         csr = csrs.read_csr(pem, display(args.csr))
     except InvalidRequest as error:
         raise UsageError(str(error)) from error
-    state = read_state(layout)
+    state = read_state(layout, args.max_lifetime_days)
     if state.tls_text is None:  # pragma: no cover - _existing_env checked it
         raise UsageError(f"--env: {display(layout.tls_json)} is missing")
     name = args.name or csr_file_name(
@@ -174,14 +188,14 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
     if introduced:
         lines = [report.human(pr) for pr in introduced]
         lines.append("refused: nothing was written; fix the CSR or the options and run add again")
-        return 1, "\n".join(lines)
+        return exitcodes.FAILED, "\n".join(lines)
     rendered = json.dumps(entry, indent=2)
     if args.dry_run:
-        return 0, f"would add to {display(layout.tls_json)}:\n{rendered}"
+        return exitcodes.OK, f"would add to {display(layout.tls_json)}:\n{rendered}"
     if existing is None:
         write_file_atomic(layout.csr(name), pem, _PUBLIC)
     write_file_atomic(layout.tls_json, new_text.encode(), _PUBLIC)
-    return 0, (
+    return exitcodes.OK, (
         f"added {display(layout.csr(name))} and this entry to {display(layout.tls_json)}:\n"
         f"{rendered}\nnext: commit both on a branch and open a pull request"
     )
@@ -190,29 +204,24 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
 # --- table and CA helpers -------------------------------------------------------------------
 
 
-def _table(args: argparse.Namespace, layout: EnvLayout) -> object:
-    from gitops.catable import CATable
+def _table(args: argparse.Namespace, layout: EnvLayout) -> CATable:
+    from gitops.ca_table import CATable
 
     name = args.table or table_name(check_project_name(args.project), layout.env)
-    return CATable(name, args.region, args.dynamodb_endpoint_url)
+    return CATable(name, access_from_args(args), args.dynamodb_endpoint_url)
 
 
-def _invoker(args: argparse.Namespace, layout: EnvLayout) -> object:
-    from cacore.client import LambdaTransport
+def _invoker(args: argparse.Namespace, layout: EnvLayout) -> LambdaTransport:
+    from cacore.edge.client import LambdaTransport
 
     function = (
         args.function
         or os.environ.get("CA_FUNCTION")
         or function_name(check_project_name(args.project), layout.env)
     )
-    config = CAConfig(
-        function=function,
-        region=args.region,
-        profile=args.profile,
-        role_arn=args.role_arn,
-        endpoint_url=args.endpoint_url,
+    return LambdaTransport(
+        config_from_args(argparse.Namespace(**{**vars(args), "function": function}), "--")
     )
-    return LambdaTransport(validate_config(config, "--"))
 
 
 def _revoked_serials(
@@ -238,22 +247,23 @@ def _revoked_serials(
 
 def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
-    state = read_state(layout)
+    state = read_state(layout, args.max_lifetime_days)
     result = check_state(state)
     errors = [pr for pr in result.problems if pr.is_error]
     if errors:
         lines = [report.human(pr) for pr in errors]
         lines.append(f"refused: {len(errors)} error(s); certs-gitops validate must pass first")
-        return 1, "\n".join(lines)
+        return exitcodes.FAILED, "\n".join(lines)
     table = None if args.no_table else _table(args, layout)
     invoker = None if args.dry_run else _invoker(args, layout)
     outcomes = issuing.run(
         result.entries,
-        table.records if table is not None else None,  # type: ignore[attr-defined]
-        invoker,  # type: ignore[arg-type]
+        table.records if table is not None else None,
+        invoker,
         now,
         _revoked_serials(state, layout),
         args.dry_run,
+        args.max_lifetime_days,
     )
     failed = any(o.status == issuing.FAILED for o in outcomes)
     if args.format == "json":
@@ -262,7 +272,7 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
             counts[o.status] = counts.get(o.status, 0) + 1
         body = {"ok": not failed, "dry_run": args.dry_run, "counts": counts}
         body["entries"] = [o.as_dict() for o in outcomes]
-        return (1 if failed else 0), json.dumps(body, indent=2)
+        return (exitcodes.FAILED if failed else exitcodes.OK), json.dumps(body, indent=2)
     rows = [
         (
             str(o.index),
@@ -283,7 +293,9 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
         if any(o.status == s for o in outcomes)
     )
     prefix = "dry run: " if args.dry_run else ""
-    return (1 if failed else 0), f"{text}\n{prefix}{tally or 'nothing to do'}"
+    return (
+        exitcodes.FAILED if failed else exitcodes.OK
+    ), f"{text}\n{prefix}{tally or 'nothing to do'}"
 
 
 # --- fetch ------------------------------------------------------------------------------------
@@ -322,10 +334,10 @@ def _ca_bundle(args: argparse.Namespace, layout: EnvLayout) -> tuple[bytes, str]
         return _read_input(args.ca_bundle, "--ca-bundle"), display(args.ca_bundle)
     if layout.ca_bundle.is_file():
         return layout.ca_bundle.read_bytes(), display(layout.ca_bundle)
-    from cacore.client import CAClient
+    from cacore.edge.client import CAClient
 
     try:
-        chain = CAClient(_invoker(args, layout)).ca_chain()  # type: ignore[arg-type]
+        chain = CAClient(_invoker(args, layout)).ca_chain()
     except CAError as error:
         raise GitopsError(
             f"no CA bundle: {display(layout.ca_bundle)} does not exist and the CA function did "
@@ -362,7 +374,7 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
             serial = parse_serial(args.serial)
         except ValueError as error:
             raise UsageError(f"--serial: {error}") from error
-    records = _table(args, layout).records(args.common_name)  # type: ignore[attr-defined]
+    records = _table(args, layout).records(args.common_name)
     revoked = _revoked_serials(state, layout, args.common_name)
     record = _pick(records, serial, now, revoked, args.common_name)
     leaf_pem = record.certificate_pem or b""
@@ -388,28 +400,29 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     for name, content in files.items():
         write_file_atomic(out / name, content, _PUBLIC)
     state_now = record.state(now, revoked)
-    summary = {
+    files_written = [display(out / name) for name in files]
+    summary: dict[str, object] = {
         "common_name": args.common_name,
         "serial": record.serial,
         "state": state_now,
         "not_before": leaf.not_valid_before_utc.isoformat(),
         "not_after": leaf.not_valid_after_utc.isoformat(),
         "ca_bundle_from": source,
-        "files": [display(out / name) for name in files],
+        "files": files_written,
     }
     if args.format == "json":
-        return 0, json.dumps(summary, indent=2)
+        return exitcodes.OK, json.dumps(summary, indent=2)
     lines = [
         f"{key.replace('_', ' ')}: {value}" for key, value in summary.items() if key != "files"
     ]
-    lines.append("wrote: " + ", ".join(summary["files"]))  # type: ignore[arg-type]
-    return 0, "\n".join(lines)
+    lines.append("wrote: " + ", ".join(files_written))
+    return exitcodes.OK, "\n".join(lines)
 
 
 # --- revoke -----------------------------------------------------------------------------------
 
 
-def revoke(args: argparse.Namespace) -> tuple[int, str]:
+def revoke(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
     try:
         serial = parse_serial(args.serial)
@@ -430,16 +443,16 @@ def revoke(args: argparse.Namespace) -> tuple[int, str]:
             "nothing changed",
         )
     table = _table(args, layout)
-    record = table.record(args.common_name, serial)  # type: ignore[attr-defined]
+    record = table.record(args.common_name, serial)
     if record is None:
-        records = table.records(args.common_name)  # type: ignore[attr-defined]
-        listing = _listing(records, datetime.now(UTC), set())
+        records = table.records(args.common_name)
+        listing = _listing(records, now, set())
         raise GitopsError(f"serial {serial} was never issued to {args.common_name!r}: {listing}")
     new_text = jsontext.append_to_array(
         text, {"common_name": args.common_name, "serial_number": serial}
     )
     write_file_atomic(layout.revoked_json, new_text.encode(), _PUBLIC)
-    return 0, (
+    return exitcodes.OK, (
         f"added serial {serial} of {args.common_name!r} (expires {record.expires}) to "
         f"{revoked_file}\nnext: commit it and open a pull request; the CA pipeline publishes "
         "the CRL after the merge"

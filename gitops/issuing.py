@@ -1,5 +1,6 @@
-"""``issue``: which entries still need a certificate (a pure decision per entry), then asking the
-CA for those, one at a time, carrying on past failures so one bad entry does not block the rest.
+"""``issue``: which entries still need a certificate (a pure plan per entry, ``plan_entry``),
+then asking the CA for those, one at a time, carrying on past failures so one bad entry does not
+block the rest.
 
 "Already issued" is read from the CA's DynamoDB table: a certificate for the entry's common name
 whose public key is the CSR's. The table is the CA's own record, so the answer holds for a fresh
@@ -14,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cacore.client import CAClient, Invoker
+from cacore.edge.client import CAClient, Invoker
 from cacore.errors import CAError, CARefused
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 from gitops.records import IssuedRecord, with_public_key
 from gitops.schema import to_request
 from gitops.validation import CheckedEntry
@@ -34,7 +36,7 @@ _KEY_REUSED = "Private key has already been used"
 
 
 @dataclass(frozen=True)
-class Decision:
+class EntryPlan:
     action: str  # SEND or SKIP
     status: str  # the outcome when skipped
     detail: str
@@ -63,40 +65,42 @@ class Outcome:
         }
 
 
-def decide(
+def plan_entry(
     entry: CheckedEntry,
     records: list[IssuedRecord] | None,
     now: datetime,
     revoked_serials: set[str],
-) -> Decision:
+) -> EntryPlan:
     """What to do with one checked entry given the CA's records for its name (None: no table)."""
     force = bool(entry.entry.get("force_issue"))
     if records is None:
         if force:
-            return Decision(
+            return EntryPlan(
                 SKIP,
                 FAILED,
                 "force_issue bypasses the CA's key-reuse guard, so without --table every rerun "
                 "would issue again; pass --table (or --project) to issue it",
             )
-        return Decision(SEND, WOULD_ISSUE, "no table given: the CA's key-reuse guard decides")
+        return EntryPlan(SEND, WOULD_ISSUE, "no table given: the CA's key-reuse guard decides")
     matches = with_public_key(records, entry.public_key)
     if not matches:
-        return Decision(SEND, WOULD_ISSUE, "no certificate for this CSR's key yet")
+        return EntryPlan(SEND, WOULD_ISSUE, "no certificate for this CSR's key yet")
     latest = matches[0]
     state = latest.state(now, revoked_serials)
     if state in ("valid", "not-yet-valid"):
-        return Decision(SKIP, ALREADY_ISSUED, f"certificate is {state}", latest)
+        return EntryPlan(SKIP, ALREADY_ISSUED, f"certificate is {state}", latest)
     if state == "revoked":
-        return Decision(
+        return EntryPlan(
             SKIP,
             REVOKED,
             "a revoked key is never certified again: ask the partner for a new CSR",
             latest,
         )
     if force:
-        return Decision(SEND, WOULD_ISSUE, f"serial {latest.serial} expired; force_issue renews it")
-    return Decision(
+        return EntryPlan(
+            SEND, WOULD_ISSUE, f"serial {latest.serial} expired; force_issue renews it"
+        )
+    return EntryPlan(
         SKIP,
         EXPIRED,
         "the CA refuses a key twice: ask the partner for a new CSR, or set force_issue to "
@@ -124,6 +128,7 @@ def run(
     now: datetime,
     revoked_serials: set[str],
     dry_run: bool,
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
 ) -> list[Outcome]:
     """Decide for every entry, then (unless ``dry_run``) issue what needs issuing."""
     outcomes = []
@@ -134,20 +139,21 @@ def run(
             if entry.common_name not in cache:
                 cache[entry.common_name] = records_for(entry.common_name)
             records = cache[entry.common_name]
-        decision = decide(entry, records, now, revoked_serials)
+        decision = plan_entry(entry, records, now, revoked_serials)
         if decision.action == SKIP or dry_run or invoker is None:
             record = decision.record
             facts = {"serial": record.serial, "not_after": record.expires} if record else {}
             outcomes.append(_outcome(entry, decision.status, decision.detail, **facts))
             continue
-        outcomes.append(_issue(entry, invoker))
+        outcomes.append(_issue(entry, invoker, max_lifetime_days))
         cache.pop(entry.common_name, None)  # the table may have changed for this name
     return outcomes
 
 
-def _issue(entry: CheckedEntry, invoker: Invoker) -> Outcome:
+def _issue(entry: CheckedEntry, invoker: Invoker, max_lifetime_days: int) -> Outcome:
     try:
-        issued = CAClient(invoker).issue_csr(to_request(entry.entry), entry.csr_pem)
+        client = CAClient(invoker, max_lifetime_days=max_lifetime_days)
+        issued = client.issue_csr(to_request(entry.entry), entry.csr_pem)
     except CARefused as error:
         if _KEY_REUSED in error.message:
             detail = f"CA refused: {error.message} (issued before; pass --table to see its serial)"

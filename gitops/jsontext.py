@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from json.decoder import scanstring
 
 Path = tuple[int | str, ...]
 
 _WS = " \t\n\r"
 _DECODER = json.JSONDecoder()
+# The stdlib's string scanner (a public name of json.decoder, missing from typeshed).
+scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

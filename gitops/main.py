@@ -1,6 +1,7 @@
 """``certs-gitops``: partner CSRs through pull requests into the serverless CA's certs/ tree.
 
-Exit codes: 0 success, 1 problems found or the CA/table failed, 2 bad command-line input.
+Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table): 1 also when ``validate``
+finds problems or an entry failed to issue.
 """
 
 from __future__ import annotations
@@ -11,18 +12,21 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
-from cacore.cliopts import add_ca_arguments
+from cacore import exitcodes
+from cacore.edge.cliopts import add_aws_arguments, add_ca_arguments
 from cacore.errors import CAError, ConfigurationError, InvalidRequest
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 from gitops import commands
 from gitops.errors import GitopsError, UsageError
 from gitops.report import FORMATS
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         # one line naming the problem and where help is, exit 2 (argparse prints the usage block)
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(exitcodes.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _common(parser: argparse.ArgumentParser, env_required: bool = True) -> None:
@@ -38,7 +42,7 @@ def _common(parser: argparse.ArgumentParser, env_required: bool = True) -> None:
         )
 
 
-def _table_arguments(parser: argparse.ArgumentParser, region: bool) -> None:
+def _table_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("the CA's DynamoDB table of issued certificates")
     group.add_argument(
         "--project",
@@ -53,12 +57,17 @@ def _table_arguments(parser: argparse.ArgumentParser, region: bool) -> None:
         default=None,
         help="DynamoDB endpoint (boto3 also reads AWS_ENDPOINT_URL_DYNAMODB)",
     )
-    if region:
-        group.add_argument(
-            "--region",
-            default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-            help="AWS region of the table (env AWS_REGION)",
-        )
+
+
+def _max_lifetime_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-lifetime-days",
+        type=int,
+        default=int(os.environ.get("CA_MAX_LIFETIME_DAYS") or DEFAULT_MAX_LIFETIME_DAYS),
+        metavar="DAYS",
+        help="the CA's MAX_CERT_LIFETIME (default 365, env CA_MAX_LIFETIME_DAYS): longer "
+        "lifetimes are findings, as the CA would cap them silently",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
         "--env", action="append", help="environment to check; repeat it (default: all)"
     )
     validate.add_argument("--format", choices=FORMATS, default="human")
+    _max_lifetime_argument(validate)
 
     add = sub.add_parser("add", help="add a partner's CSR and its tls.json entry")
     _common(add)
@@ -94,7 +104,10 @@ def parser() -> argparse.ArgumentParser:
         "--purpose", action="append", dest="purposes", help="client_auth (default), server_auth"
     )
     add.add_argument("--extended-key-usage", action="append", dest="ekus", default=[])
-    add.add_argument("--lifetime", type=int, default=30, help="days, 1 to 365 (default 30)")
+    add.add_argument(
+        "--lifetime", type=int, default=30, help="days, 1 to --max-lifetime-days (default 30)"
+    )
+    _max_lifetime_argument(add)
     add.add_argument("--name", help="file name in csrs/ (default: from the common name)")
     add.add_argument("--dry-run", action="store_true", help="show the entry, write nothing")
 
@@ -108,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
     )
     issue.add_argument("--format", choices=("human", "json"), default="human")
     add_ca_arguments(issue)
-    _table_arguments(issue, region=False)
+    _table_arguments(issue)
     issue.set_defaults(function=None)  # default derived from --project and --env
 
     fetch = sub.add_parser("fetch", help="write a name's certificate and CA bundle for a partner")
@@ -123,14 +136,15 @@ def parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--format", choices=("human", "json"), default="human")
     add_ca_arguments(fetch)
-    _table_arguments(fetch, region=False)
+    _table_arguments(fetch)
     fetch.set_defaults(function=None)
 
     revoke = sub.add_parser("revoke", help="add a certificate to revoked.json")
     _common(revoke)
     revoke.add_argument("common_name")
     revoke.add_argument("serial", help="decimal, 0x-hex, or openssl's colon hex")
-    _table_arguments(revoke, region=True)
+    add_aws_arguments(revoke)
+    _table_arguments(revoke)
     return root
 
 
@@ -139,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     now = datetime.now(UTC)
     try:
         if args.command == "validate":
-            code, text = commands.validate(args.root, args.env, args.format)
+            code, text = commands.validate(args.root, args.env, args.format, args.max_lifetime_days)
         elif args.command == "init":
             code, text = commands.init(args.root, args.env, args.ca_bundle)
         elif args.command == "add":
@@ -149,17 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "fetch":
             code, text = commands.fetch(args, now)
         else:
-            code, text = commands.revoke(args)
-    except (UsageError, ConfigurationError) as error:
+            code, text = commands.revoke(args, now)
+    except (UsageError, ConfigurationError, InvalidRequest) as error:
         print(f"certs-gitops: error: {error}", file=sys.stderr)
-        return 2
-    except InvalidRequest as error:
-        print(f"certs-gitops: error: {error}", file=sys.stderr)
-        return 1
+        return exitcodes.USAGE
     except (GitopsError, CAError) as error:
         reason = f" ({error.reason})" if isinstance(error, CAError) else ""
         print(f"certs-gitops: error{reason}: {error}", file=sys.stderr)
-        return 1
+        return exitcodes.for_error(error)
     if text:
         print(text)
     return code

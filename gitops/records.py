@@ -93,12 +93,13 @@ def parse_item(item: Mapping[str, object]) -> IssuedRecord:
 
 def newest(records: Iterable[IssuedRecord]) -> list[IssuedRecord]:
     """Readable records, newest first (by the certificate's notBefore, then serial)."""
-    readable = [r for r in records if r.certificate is not None]
-    return sorted(
-        readable,
-        key=lambda r: (r.certificate.not_valid_before_utc, int(r.serial or 0)),  # type: ignore[union-attr]
+    readable = [(r, r.certificate) for r in records]
+    ordered = sorted(
+        ((r, c) for r, c in readable if c is not None),
+        key=lambda pair: (pair[1].not_valid_before_utc, int(pair[0].serial or 0)),
         reverse=True,
     )
+    return [record for record, _ in ordered]
 
 
 def newest_valid(

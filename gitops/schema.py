@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from cacore.errors import InvalidRequest
 from cacore.request import (
+    DEFAULT_MAX_LIFETIME_DAYS,
     SUBJECT_FIELDS,
     CertificateRequest,
     San,
@@ -124,9 +125,14 @@ def _invalid(path: Path, error: InvalidRequest, code: str = p.INVALID_VALUE) -> 
     return Finding(path, code, error.message.split(": ", 1)[-1])
 
 
-def _check(path: Path, request: CertificateRequest, code: str = p.INVALID_VALUE) -> list[Finding]:
+def _check(
+    path: Path,
+    request: CertificateRequest,
+    code: str = p.INVALID_VALUE,
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
+) -> list[Finding]:
     try:
-        validate(request)
+        validate(request, max_lifetime_days)
     except InvalidRequest as error:
         return [_invalid(path, error, code)]
     return []
@@ -135,8 +141,11 @@ def _check(path: Path, request: CertificateRequest, code: str = p.INVALID_VALUE)
 _PROBE = Subject("probe.example.com")  # a valid subject, so a probe fails only on its own field
 
 
-def check_entry(entry: object, index: int) -> list[Finding]:
-    """Everything wrong with one ``tls.json`` entry that can be seen without its CSR."""
+def check_entry(
+    entry: object, index: int, max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS
+) -> list[Finding]:
+    """Everything wrong with one ``tls.json`` entry that can be seen without its CSR;
+    ``max_lifetime_days`` is the CA's MAX_CERT_LIFETIME."""
     here: Path = (index,)
     if not isinstance(entry, dict):
         return [
@@ -191,7 +200,9 @@ def check_entry(entry: object, index: int) -> list[Finding]:
             )
         else:
             findings += _check(
-                (index, "lifetime"), CertificateRequest(_PROBE, lifetime_days=lifetime)
+                (index, "lifetime"),
+                CertificateRequest(_PROBE, lifetime_days=lifetime),
+                max_lifetime_days=max_lifetime_days,
             )
 
     for name in ("purposes", "extended_key_usages"):
@@ -386,18 +397,31 @@ def _check_extensions(value: object, path: Path) -> list[Finding]:
     return findings
 
 
+def _whole(value: object) -> int:
+    """A checked entry's lifetime (``check_entry`` refused anything but a whole number)."""
+    assert isinstance(value, int)
+    return value
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(str(item) for item in value) if isinstance(value, list | tuple) else ()
+
+
 def to_request(entry: Mapping[str, object]) -> CertificateRequest:
     """The request a checked entry stands for; keys cacore does not model travel in ``extra``."""
     subject = Subject(**{name: str(entry[name]) for name in SUBJECT_FIELDS if name in entry})
     extra = {
         key: entry[key] for key in ("extensions", "notify_expiry", "notify_issued") if key in entry
     }
+    # The CA's own pipeline notifies before a GitOps certificate expires unless the entry says
+    # otherwise; issuing here leaves the CA's records the same way.
+    extra.setdefault("notify_expiry", True)
     return CertificateRequest(
         subject=subject,
         sans=entry_sans(entry["sans"]) if "sans" in entry else (),
-        lifetime_days=int(entry.get("lifetime", 30)),  # type: ignore[call-overload]
-        purposes=tuple(entry.get("purposes") or ("client_auth",)),  # type: ignore[arg-type]
-        extended_key_usages=tuple(entry.get("extended_key_usages") or ()),  # type: ignore[arg-type]
+        lifetime_days=_whole(entry.get("lifetime", 30)),
+        purposes=_strings(entry.get("purposes")) or ("client_auth",),
+        extended_key_usages=_strings(entry.get("extended_key_usages")),
         force_issue=bool(entry.get("force_issue", False)),
         cert_bundle=bool(entry.get("cert_bundle", False)),
         extra=extra,

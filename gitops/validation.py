@@ -11,11 +11,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 from cacore import csr as csrs
 from cacore.errors import InvalidRequest
 from cacore.keys import public_key_bytes
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 from gitops import jsontext
 from gitops import problems as p
 from gitops.layout import CA_BUNDLE, MAX_CSR_BYTES, EnvLayout, display
@@ -31,6 +31,7 @@ class EnvState:
     revoked_texts: dict[Path, str | None] = field(default_factory=dict)
     csrs: dict[str, bytes] = field(default_factory=dict)
     ca_bundle: bytes | None = None
+    max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS  # the CA's MAX_CERT_LIFETIME
 
     def with_changes(self, tls_text: str, csr_name: str, csr_pem: bytes) -> EnvState:
         return replace(self, tls_text=tls_text, csrs={**self.csrs, csr_name: csr_pem})
@@ -70,7 +71,7 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def read_state(layout: EnvLayout) -> EnvState:
+def read_state(layout: EnvLayout, max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS) -> EnvState:
     csr_files: dict[str, bytes] = {}
     if layout.csr_dir.is_dir():
         for entry in sorted(layout.csr_dir.iterdir()):
@@ -86,6 +87,7 @@ def read_state(layout: EnvLayout) -> EnvState:
         },
         csrs=csr_files,
         ca_bundle=bundle,
+        max_lifetime_days=max_lifetime_days,
     )
 
 
@@ -162,11 +164,12 @@ def check_state(state: EnvState) -> Result:
 
 def _check_tls(state: EnvState, doc: jsontext.Document) -> tuple[list[Problem], list[CheckedEntry]]:
     tls_file = display(state.layout.tls_json)
-    values: list = doc.value  # type: ignore[assignment]
+    values = doc.value
+    assert isinstance(values, list)  # _parse_array returns no document otherwise
     problems: list[Problem] = []
     candidates: list[CheckedEntry] = []
     for index, entry in enumerate(values):
-        entry_problems = _locate(tls_file, doc, check_entry(entry, index))
+        entry_problems = _locate(tls_file, doc, check_entry(entry, index, state.max_lifetime_days))
         if isinstance(entry, dict) and isinstance(entry.get("csr_file"), str):
             csr_problems, csr = _check_csr(state, doc, index, entry)
             entry_problems += csr_problems
@@ -328,7 +331,8 @@ def _check_revoked(file: str, text: str) -> list[Problem]:
     if doc is None:
         return problems
     seen: dict[tuple[str, str], int] = {}
-    for index, entry in enumerate(doc.value):  # type: ignore[arg-type]
+    assert isinstance(doc.value, list)  # _parse_array returns no document otherwise
+    for index, entry in enumerate(doc.value):
         found = check_revoked_entry(entry, index)
         problems += _locate(file, doc, found)
         if found or not isinstance(entry, dict):
@@ -360,7 +364,7 @@ def _check_ca_bundle(file: str, data: bytes) -> list[Problem]:
         ]
     for cert in certificates:
         try:
-            is_ca = cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value.ca
+            is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
         except x509.ExtensionNotFound:
             is_ca = False
         if not is_ca:

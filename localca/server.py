@@ -373,7 +373,9 @@ class _Handler(BaseHTTPRequestHandler):
         # The host itself: loopback, or the address the CA is bound to (a --allow-remote CA on
         # a node's bridge is reached from its own host at that address; Pods have others).
         client = self.client_address[0]
-        if not (is_loopback(client) or client == self.server.server_address[0]):
+        bound = self.server.server_address
+        own = bound[0] if isinstance(bound, tuple) else None
+        if not (is_loopback(client) or client == own):
             return Reply(403, {"error": "admin endpoints answer clients on this host only"})
         if route == "stats" and self.command == "GET":
             return Reply(200, app.stats.snapshot())

@@ -2,8 +2,8 @@
 # The whole test suite, on a fresh machine too: installs the project, a Docker engine, a local
 # base image, the Kubernetes control-plane and node binaries, kubectl and helm (cached under
 # ~/.cache/lambda-client-certs), what a kubelet node needs (containerd, runc, CNI plugins),
-# checks style, then runs every test. Extra arguments go to pytest (-m 'not node' leaves out
-# the tests that run Pods).
+# checks style, import contracts and types, then runs every test. Extra arguments go to pytest
+# (-m 'not node' leaves out the tests that run Pods).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -28,8 +28,10 @@ else
   echo "not root: the node's packages are not installed; the Pod tests (marker node) need root"
 fi
 
-step "lint"
+step "lint: style, import contracts, types"
 ruff check .
+lint-imports --no-cache   # the layers in pyproject.toml [tool.importlinter]
+mypy                      # every package, as configured in pyproject.toml [tool.mypy]
 
 step "tests"
 exec python -m pytest "$@"

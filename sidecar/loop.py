@@ -1,6 +1,6 @@
-"""The renewal loop: the imperative shell around ``decide``. It reads the directory, asks the
-policy, and when told to, issues with a new key, publishes the whole set at once and tells the
-app. Clock, sleep, issuer and notifier are injected; nothing here decides on its own."""
+"""The renewal loop: the imperative shell around ``policy.evaluate``. It reads the directory,
+asks the policy, and when told to, issues with a new key, publishes the whole set at once and
+tells the app. Clock, sleep, issuer and notifier are injected; nothing here decides alone."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cacore.client import Issuance
+from cacore.backoff import backoff_delay
 from cacore.credentials import credential_files
+from cacore.edge.client import Issuance
+from cacore.edge.files import DATA_LINK, AtomicDirectoryWriter, read_credential_set
 from cacore.errors import CAError, CARefused, Throttled
-from cacore.files import DATA_LINK, AtomicDirectoryWriter, read_credential_set
 from cacore.keys import KeySpec, private_key_pem
-from cacore.renewal import backoff_delay
+from cacore.renewal import RenewalPolicy
 from cacore.request import CertificateRequest
-from sidecar.decide import Decision, Policy, decide, readiness_problem
 from sidecar.observe import Observed, observe
+from sidecar.policy import Decision, evaluate, readiness_problem
 from sidecar.settings import Settings
 from sidecar.state import State
 
@@ -35,7 +36,7 @@ HEARTBEAT_SECONDS = 10.0
 # before a swap never finds its files deleted under it.
 REPLACED_VERSION_GRACE_SECONDS = 5.0
 
-Issuer = Callable[[CertificateRequest, KeySpec], Issuance]
+IssueWithNewKey = Callable[[CertificateRequest, KeySpec], Issuance]
 Notifier = Callable[[Mapping[str, object]], object]
 
 
@@ -55,7 +56,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Failure(Exception):
+class AttemptFailed(Exception):
     """One failed attempt, already classified: ``reason`` for metrics, ``retryable`` for once."""
 
     def __init__(
@@ -72,7 +73,7 @@ class RenewalLoop:
     def __init__(
         self,
         settings: Settings,
-        issuer: Issuer,
+        issuer: IssueWithNewKey,
         notifier: Notifier,
         state: State | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -94,7 +95,7 @@ class RenewalLoop:
             settings.output_dir, settings.ownership, grace_seconds=REPLACED_VERSION_GRACE_SECONDS
         )
         self._stale_versions = 0
-        self.policy = Policy(
+        self.policy = RenewalPolicy(
             point=settings.renewal_point,
             jitter=settings.jitter,
             min_interval=settings.min_renewal_interval,
@@ -105,7 +106,7 @@ class RenewalLoop:
         self.last_reason: str | None = None
         self._seen_version: str | None = None
         self.outcome = "none"  # of the last step: waiting, issued or failed
-        self.last_failure: Failure | None = None
+        self.last_failure: AttemptFailed | None = None
         self._observed: Observed | None = None
 
     # --- reading ---------------------------------------------------------------------------
@@ -127,7 +128,7 @@ class RenewalLoop:
         problem = readiness_problem(observed, now)
         with self.state.lock:
             self.state.ready = problem is None
-            self.state.ready_reason = problem[0] if problem else "Ready"
+            self.state.ready_reason = problem.reason if problem else "Ready"
             self.state.not_after = (
                 observed.certificate.not_valid_after_utc if observed.certificate else None
             )
@@ -157,7 +158,7 @@ class RenewalLoop:
             return self.retry_at - mono
         now = self.clock()
         observed = self.observe()
-        decision = decide(
+        decision = evaluate(
             observed, self.request, self.settings.key_spec, now, self.policy, self.last_issued_at
         )
         self._publish(observed, decision, now)
@@ -166,7 +167,7 @@ class RenewalLoop:
             return decision.seconds_until_due(now)
         try:
             self.issue(decision, observed)
-        except Failure as failure:
+        except AttemptFailed as failure:
             self.outcome = "failed"
             return self._failed(failure, observed)
         self.outcome = "issued"
@@ -218,15 +219,17 @@ class RenewalLoop:
         try:
             issuance = self.issuer(self.request, self.settings.key_spec)
         except Throttled as error:
-            raise Failure(error.reason, error.message, True, error.retry_after) from error
+            raise AttemptFailed(error.reason, error.message, True, error.retry_after) from error
         except CARefused as error:
             # The CA's own words, verbatim: they say what to change.
-            raise Failure(error.reason, error.message, False, None) from error
+            raise AttemptFailed(error.reason, error.message, False, None) from error
         except CAError as error:
-            raise Failure(error.reason, error.message, error.retryable, None) from error
+            raise AttemptFailed(error.reason, error.message, error.retryable, None) from error
         except Exception as error:  # a bug must not end renewals while the old set is valid
             log.exception("unexpected error while issuing")
-            raise Failure(INTERNAL_ERROR, f"{type(error).__name__}: {error}", True, None) from error
+            raise AttemptFailed(
+                INTERNAL_ERROR, f"{type(error).__name__}: {error}", True, None
+            ) from error
         names = self.settings.names
         files = credential_files(private_key_pem(issuance.key), issuance.certificate, names)
         try:
@@ -234,7 +237,7 @@ class RenewalLoop:
             self._stale_versions = 1
         except OSError as error:
             what = error.strerror or str(error)
-            raise Failure(
+            raise AttemptFailed(
                 WRITE_FAILED,
                 f"cannot write the credential set to {self.settings.output_dir}: {what}"
                 f" ({type(error).__name__} errno {error.errno}); the previous set is unchanged",
@@ -243,10 +246,10 @@ class RenewalLoop:
             ) from error
         return issuance
 
-    def _failed(self, failure: Failure, observed: Observed) -> float:
+    def _failed(self, failure: AttemptFailed, observed: Observed) -> float:
         self.failures += 1
         delay = backoff_delay(
-            self.failures, self.settings.backoff_base, self.settings.backoff_cap, self.rand()
+            self.failures, self.rand(), self.settings.backoff_base, self.settings.backoff_cap
         )
         if failure.retry_after:
             delay = max(delay, failure.retry_after)

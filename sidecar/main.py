@@ -1,7 +1,8 @@
 """``cert-sidecar``: parse settings, then run one of the modes.
 
-Exit codes: 0 done (or healthy, for ``check``), 1 no usable certificate / gave up, 2 bad
-settings. ``check`` never imports boto3: it is an exec probe and must stay fast and light.
+Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table): 0 done (or healthy, for
+``check``), 1 no usable certificate / gave up, 2 bad settings. ``check`` never imports boto3: it
+is an exec probe and must stay fast and light.
 """
 
 from __future__ import annotations
@@ -16,26 +17,35 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from cacore import jsonlog
+from cacore import exitcodes
+from cacore.edge import jsonlog
 from sidecar.settings import Settings, SettingsError, load
 
+if TYPE_CHECKING:
+    from sidecar.loop import RenewalLoop
+
 log = logging.getLogger("sidecar")
-EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = exitcodes.OK, exitcodes.FAILED, exitcodes.USAGE
 STOP_GRACE_SECONDS = 0.8  # SIGTERM must end the process within a second
 
 
 def check(settings: Settings) -> int:
-    from cacore.files import read_credential_set
-    from sidecar.decide import readiness_problem, subject_mismatch
+    from cacore.edge.files import read_credential_set
     from sidecar.observe import observe
+    from sidecar.policy import readiness_problem, subject_mismatch
 
     observed = observe(read_credential_set(settings.output_dir), settings.names)
     problem = readiness_problem(observed, datetime.now(UTC))
     if problem is None and settings.request is not None:
-        problem = subject_mismatch(observed.certificate, settings.request)  # type: ignore[arg-type]
+        assert observed.certificate is not None  # a ready set has a certificate
+        problem = subject_mismatch(observed.certificate, settings.request)
     if problem:
-        print(f"not ready: {problem[0]}: {problem[1]} ({settings.output_dir})", file=sys.stderr)
+        print(
+            f"not ready: {problem.reason}: {problem.message} ({settings.output_dir})",
+            file=sys.stderr,
+        )
         return EXIT_NOT_READY
     cert = observed.certificate
     assert cert is not None
@@ -43,9 +53,9 @@ def check(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _make_loop(settings: Settings) -> object:
-    from cacore.client import ca_client
-    from sidecar.loop import RenewalLoop
+def _make_loop(settings: Settings) -> RenewalLoop:
+    from cacore.edge.client import ca_client
+    from sidecar.loop import RenewalLoop  # noqa: F811 - at run time, keeping check light
     from sidecar.notify import notify
 
     client = ca_client(settings.ca)
@@ -58,7 +68,7 @@ def _make_loop(settings: Settings) -> object:
 
 def once(settings: Settings) -> int:
     loop = _make_loop(settings)
-    ok, message = loop.once(settings.once_timeout)  # type: ignore[attr-defined]
+    ok, message = loop.once(settings.once_timeout)
     if not ok:
         log.error("no certificate in place", extra={"fields": {"error": message}})
         print(f"cert-sidecar: {message}", file=sys.stderr)
@@ -85,7 +95,7 @@ def run(settings: Settings) -> int:
         try:
             server = HealthServer(
                 settings.listen,
-                loop.state,  # type: ignore[attr-defined]
+                loop.state,
                 max_silence=3 * HEARTBEAT_SECONDS,
                 max_busy=settings.ca.read_timeout + settings.ca.connect_timeout + 60,
             )
@@ -107,7 +117,7 @@ def run(settings: Settings) -> int:
                 "function": settings.ca.function,
                 "endpoint_url": settings.ca.endpoint_url,
                 "output_dir": str(settings.output_dir),
-                "common_name": settings.request.common_name,  # type: ignore[union-attr]
+                "common_name": loop.request.common_name,
                 "listen": f"{host}:{port}" if server else "off",
             }
         },
@@ -116,12 +126,12 @@ def run(settings: Settings) -> int:
 
     def body() -> None:
         try:
-            loop.run(stop)  # type: ignore[attr-defined]
+            loop.run(stop)
         except BaseException as error:  # reported below; the orchestrator restarts us
             crashed.append(error)
             log.exception("renewal loop crashed")
         finally:
-            loop.state.loop_done = True  # type: ignore[attr-defined]
+            loop.state.loop_done = True
             stop.set()
 
     worker = threading.Thread(target=body, name="renewal-loop", daemon=True)

@@ -1,5 +1,5 @@
 """What is on disk, as facts: a pure function from the bytes of one credential set to
-``Observed``. All parsing happens here, so the checks in ``decide`` never see raw bytes."""
+``Observed``. All parsing happens here, so the checks in ``policy`` never see raw bytes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from cacore.certinfo import key_matches
 from cacore.credentials import FileNames
-from cacore.inspect import key_matches
 from cacore.keys import PrivateKey, load_private_key
 
 

@@ -15,16 +15,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from cacore.config import DEFAULT_FUNCTION, CAConfig, validate_config
-from cacore.credentials import FileNames
+from cacore.credentials import FileNames, Ownership
 from cacore.errors import ConfigurationError, InvalidRequest
-from cacore.files import Ownership
 from cacore.keys import KeySpec, parse_key_spec
 from cacore.renewal import RenewalPoint, parse_duration, parse_renewal_point
-from cacore.request import CertificateRequest, Subject, parse_sans, validate
+from cacore.request import CertificateRequest, San, Subject, parse_sans, validate
 
 PREFIX = "CERT_SIDECAR_"
+T = TypeVar("T")
 MODES = ("run", "once", "check")
 
 
@@ -83,7 +84,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("state", None, "subject ST"),
     Option("country", None, "subject C (two letters)"),
     Option("email_address", None, "subject emailAddress"),
-    Option("lifetime_days", "30", "requested lifetime in days (1-365; the CA may cap it)"),
+    Option("lifetime_days", "30", "requested lifetime in days (1 to max_lifetime_days)"),
+    Option(
+        "max_lifetime_days",
+        "365",
+        "the CA's maximum lifetime (its MAX_CERT_LIFETIME); longer requests are refused",
+    ),
     Option("purposes", "client_auth", "comma list of client_auth, server_auth"),
     Option("extended_key_usages", None, "comma list of EKU names (CODE_SIGNING, ...) or OIDs"),
     Option("key_algorithm", "ecdsa-p256", "ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096"),
@@ -203,7 +209,8 @@ def _text(values: Mapping[str, str | None], name: str) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
-def _parse(values: Mapping[str, str | None], name: str, parse: Callable[[str], object]) -> object:
+def _parse(values: Mapping[str, str | None], name: str, parse: Callable[[str], T]) -> T | None:
+    """The option's value through ``parse``, or None when it is unset and has no default."""
     text = _text(values, name)
     option = _BY_NAME[name]
     try:
@@ -212,6 +219,15 @@ def _parse(values: Mapping[str, str | None], name: str, parse: Callable[[str], o
         raise _fail(option, _core_message(error, name)) from error
     except (ValueError, TypeError) as error:
         raise _fail(option, str(error)) from error
+
+
+def _value(values: Mapping[str, str | None], name: str, parse: Callable[[str], T]) -> T:
+    """``_parse`` for an option that has a default, so it is never unset unless blanked."""
+    value = _parse(values, name, parse)
+    if value is None:
+        option = _BY_NAME[name]
+        raise _fail(option, f"must not be empty (the default is {option.default})")
+    return value
 
 
 def _int(low: int, high: int, what: str) -> Callable[[str], int]:
@@ -254,7 +270,7 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _sans(text: str) -> tuple:
+def _sans(text: str) -> tuple[San, ...]:
     if text[:1] in "[{":
         try:
             value = json.loads(text)
@@ -326,12 +342,14 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     if mode not in MODES:
         raise _fail(_BY_NAME["mode"], f"{mode!r} is not a mode; use run, once or check")
 
+    max_lifetime = _value(values, "max_lifetime_days", _int(1, 36500, "use 1 to 36500 days"))
     ca = CAConfig(
         function=_text(values, "function") or DEFAULT_FUNCTION,
         region=_text(values, "region"),
         profile=_text(values, "profile"),
         role_arn=_text(values, "role_arn"),
         endpoint_url=_text(values, "endpoint_url"),
+        max_lifetime_days=max_lifetime,
     )
     try:
         validate_config(ca)
@@ -348,18 +366,19 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         country=_text(values, "country"),
         email_address=_text(values, "email_address"),
     )
-    request: CertificateRequest | None = CertificateRequest(
+    wanted = CertificateRequest(
         subject=subject,
-        sans=_parse(values, "sans", _sans) or (),  # type: ignore[arg-type]
-        lifetime_days=_parse(values, "lifetime_days", _int(1, 365, "use 1 to 365 days")),  # type: ignore[arg-type]
-        purposes=_parse(values, "purposes", _list) or (),  # type: ignore[arg-type]
-        extended_key_usages=_parse(values, "extended_key_usages", _list) or (),  # type: ignore[arg-type]
+        sans=_parse(values, "sans", _sans) or (),
+        lifetime_days=_value(values, "lifetime_days", _int(1, 36500, "use 1 to 36500 days")),
+        purposes=_parse(values, "purposes", _list) or (),
+        extended_key_usages=_parse(values, "extended_key_usages", _list) or (),
     )
+    request: CertificateRequest | None = wanted
     if not subject.common_name and mode == "check":
         request = None  # check can verify the files without knowing the name
     else:
         try:
-            validate(request)  # type: ignore[arg-type]
+            validate(wanted, max_lifetime)
         except InvalidRequest as error:
             option = _field_option(error.field)
             message = _core_message(error, option.name)
@@ -368,9 +387,9 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             raise _fail(option, message) from error
 
     names = FileNames(
-        key=_parse(values, "key_file", _name),  # type: ignore[arg-type]
-        certificate=_parse(values, "cert_file", _name),  # type: ignore[arg-type]
-        ca_bundle=_parse(values, "ca_file", _name),  # type: ignore[arg-type]
+        key=_value(values, "key_file", _name),
+        certificate=_value(values, "cert_file", _name),
+        ca_bundle=_value(values, "ca_file", _name),
     )
     if _parse(values, "serverless_ca_names", _bool):
         names = replace(
@@ -379,7 +398,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             compat_certificate="client-cert.crt",
             compat_ca_bundle="ca-bundle.pem",
         )
-    names = replace(names, combined=_parse(values, "combined_file", _name))  # type: ignore[arg-type]
+    names = replace(names, combined=_parse(values, "combined_file", _name))
     all_names = [
         n
         for n in (
@@ -397,11 +416,11 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         raise _fail(_BY_NAME["combined_file"], f"file names {all_names} must all differ")
 
     ownership = Ownership(
-        uid=_parse(values, "uid", _int(0, 2**32 - 2, "use a numeric uid")),  # type: ignore[arg-type]
-        gid=_parse(values, "gid", _int(0, 2**32 - 2, "use a numeric gid")),  # type: ignore[arg-type]
-        file_mode=_parse(values, "file_mode", _mode),  # type: ignore[arg-type]
-        private_mode=_parse(values, "key_mode", _mode),  # type: ignore[arg-type]
-        dir_mode=_parse(values, "dir_mode", _mode),  # type: ignore[arg-type]
+        uid=_parse(values, "uid", _int(0, 2**32 - 2, "use a numeric uid")),
+        gid=_parse(values, "gid", _int(0, 2**32 - 2, "use a numeric gid")),
+        file_mode=_value(values, "file_mode", _mode),
+        private_mode=_value(values, "key_mode", _mode),
+        dir_mode=_value(values, "dir_mode", _mode),
     )
     if ownership.private_mode & 0o007:
         raise _fail(
@@ -409,17 +428,17 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             f"{ownership.private_mode:04o} lets every user read the private key; use 0600 or 0640",
         )
 
-    jitter = _parse(values, "jitter", float)
-    if not 0 <= jitter < 1:  # type: ignore[operator]
+    jitter = _value(values, "jitter", float)
+    if not 0 <= jitter < 1:
         raise _fail(_BY_NAME["jitter"], f"{jitter} must be at least 0 and below 1, e.g. 0.1")
-    base = _parse(values, "backoff_base", _seconds)
-    cap = _parse(values, "backoff_cap", _seconds)
-    if not 0 < base <= cap:  # type: ignore[operator]
+    base = _value(values, "backoff_base", _seconds)
+    cap = _value(values, "backoff_cap", _seconds)
+    if not 0 < base <= cap:
         raise _fail(
             _BY_NAME["backoff_base"], f"must be positive and at most the cap ({cap} s), e.g. 1s"
         )
     key_text = _text(values, "key_algorithm") or "ecdsa-p256"
-    key_spec = _parse({"key_algorithm": key_text}, "key_algorithm", parse_key_spec)
+    key_spec = _value({"key_algorithm": key_text}, "key_algorithm", parse_key_spec)
     listen = _parse(values, "listen", _listen) if _text(values, "listen") else None
 
     level = (_text(values, "log_level") or "info").upper()
@@ -432,26 +451,26 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         mode=mode,
         ca=ca,
         request=request,
-        key_spec=key_spec,  # type: ignore[arg-type]
+        key_spec=key_spec,
         output_dir=Path(_text(values, "output_dir") or "/certs"),
         names=names,
         ownership=ownership,
-        renewal_point=_parse(values, "renewal_point", parse_renewal_point),  # type: ignore[arg-type]
-        jitter=jitter,  # type: ignore[arg-type]
-        backoff_base=base,  # type: ignore[arg-type]
-        backoff_cap=cap,  # type: ignore[arg-type]
+        renewal_point=_value(values, "renewal_point", parse_renewal_point),
+        jitter=jitter,
+        backoff_base=base,
+        backoff_cap=cap,
         min_renewal_interval=timedelta(
-            seconds=_parse(values, "min_renewal_interval", _seconds_or_zero)  # type: ignore[arg-type]
+            seconds=_value(values, "min_renewal_interval", _seconds_or_zero)
         ),
-        once_timeout=_parse(values, "once_timeout", _seconds),  # type: ignore[arg-type]
+        once_timeout=_value(values, "once_timeout", _seconds),
         reload=ReloadSettings(
-            signal=_parse(values, "reload_signal", _signal),  # type: ignore[arg-type]
-            pid_file=_parse(values, "reload_pid_file", Path),  # type: ignore[arg-type]
+            signal=_value(values, "reload_signal", _signal),
+            pid_file=_parse(values, "reload_pid_file", Path),
             process_name=_text(values, "reload_process_name"),
-            command=_parse(values, "reload_command", _command) or (),  # type: ignore[arg-type]
-            url=_parse(values, "reload_url", _url),  # type: ignore[arg-type]
+            command=_parse(values, "reload_command", _command) or (),
+            url=_parse(values, "reload_url", _url),
         ),
-        listen=listen,  # type: ignore[arg-type]
+        listen=listen,
         log_level=level,
     )
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import kopf
 
+from cacore.backoff import backoff_delay
 from cacore.errors import CAError
-from cacore.renewal import backoff_delay
 from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, LABEL_CERTIFICATE, VERSION
-from certoperator.issuer import Issuer
+from certoperator.capool import CAPool
 from certoperator.kube import Connection, KubeApi, in_cluster_server
 from certoperator.metrics import Metrics
 from certoperator.reconcile import Context, Reconciler
@@ -71,7 +71,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.ctx = Context(
         settings=config,
         kube=KubeApi(CONNECTION),
-        issuer=Issuer(metrics, config.max_concurrent),
+        ca_pool=CAPool(metrics, config.max_concurrent),
         metrics=metrics,
     )
     log.info(
@@ -95,7 +95,11 @@ CONNECTION = Connection()
 
 
 @kopf.on.login()
-async def login(logger: logging.Logger, settings: kopf.OperatorSettings, **_: Any) -> Any:
+async def login(
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    settings: kopf.OperatorSettings,
+    **_: Any,
+) -> Any:
     """kopf's usual credentials (in-cluster ServiceAccount, else kubeconfig; through the
     kubernetes client's loader when it is installed, which also knows exec plugins), in a
     session with a bounded connection pool that the operator's own calls share. In a Pod the
@@ -131,7 +135,7 @@ async def login(logger: logging.Logger, settings: kopf.OperatorSettings, **_: An
 async def close(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
-        ctx.issuer.close()
+        ctx.ca_pool.close()
 
 
 @kopf.index(GROUP, VERSION, CA_PLURAL)
@@ -147,10 +151,10 @@ def lambdacas(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]
 async def reconcile(
     body: kopf.Body,
     memo: kopf.Memo,
-    lambdacas: kopf.Index,
     stopped: kopf.DaemonStopped,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
+    lambdacas: kopf.Index = kwargs["lambdacas"]  # kopf passes every index by its name
     ctx: Context = memo.ctx
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     wake = ctx.wakers[key] = asyncio.Event()
@@ -166,7 +170,9 @@ async def reconcile(
                 raise
             except Exception as error:  # the API server or a bug: retry, never stop for good
                 errors += 1
-                delay = backoff_delay(errors, ctx.settings.retry.base, ctx.settings.retry.cap)
+                delay = backoff_delay(
+                    errors, ctx.rand(), ctx.settings.retry.base, ctx.settings.retry.cap
+                )
                 log.warning(
                     "reconciliation failed",
                     exc_info=error,

@@ -1,5 +1,6 @@
 """``clientcert-operator``: the operator's command line. Flags become the CLIENTCERT_* settings
 the handlers read, logs become JSON lines, and kopf runs the handlers of ``certoperator.handlers``.
+Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table): 2 for a bad setting.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import socket
 import sys
 from datetime import UTC, datetime
 
-from cacore import jsonlog
+from cacore import exitcodes
+from cacore.edge import jsonlog
 from cacore.errors import CAError
 from certoperator.settings import PREFIX, from_env
 
@@ -21,6 +23,7 @@ _FLAG_ENV = {
     "ca_function": "CA_FUNCTION",
     "ca_region": "CA_REGION",
     "ca_endpoint_url": "CA_ENDPOINT_URL",
+    "ca_max_lifetime_days": "CA_MAX_LIFETIME_DAYS",
     "max_concurrent_issuances": "MAX_CONCURRENT_ISSUANCES",
     "metrics_address": "METRICS_ADDRESS",
     "metrics_port": "METRICS_PORT",
@@ -51,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-function", help="default CA function name or ARN (no LambdaCA needed)")
     p.add_argument("--ca-region", help="region of --ca-function")
     p.add_argument("--ca-endpoint-url", help="endpoint of --ca-function (local CA, VPC endpoint)")
+    p.add_argument(
+        "--ca-max-lifetime-days", type=int, help="the default CA's MAX_CERT_LIFETIME (365)"
+    )
     p.add_argument("--max-concurrent-issuances", type=int, help="bound on CA calls (default 8)")
     p.add_argument("--metrics-address", help="metrics listen address (default 0.0.0.0)")
     p.add_argument("--metrics-port", type=int, help="metrics port; 0 turns it off (default 9090)")
@@ -108,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         from_env(os.environ)  # refuse a bad setting now, in one line, before kopf starts
     except CAError as error:
         print(f"clientcert-operator: {error}", file=sys.stderr)
-        return 2
+        return exitcodes.for_error(error)
     if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         print(
             f"clientcert-operator: --log-level: {args.log_level!r} is not a level", file=sys.stderr
         )
-        return 2
+        return exitcodes.USAGE
 
     jsonlog.configure(args.log_level)
     for handler in logging.getLogger().handlers:
@@ -126,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     import certoperator.handlers  # noqa: F401  registers the handlers
 
     kopf.run(
-        identity=peer_identity(socket.gethostname(), datetime.now(UTC), secrets.token_hex(3)),
+        # kopf types this as its peering.Identity NewType of str, which it does not export.
+        identity=peer_identity(socket.gethostname(), datetime.now(UTC), secrets.token_hex(3)),  # type: ignore[arg-type]
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,
         priority=args.priority,
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not args.namespace,
         liveness_endpoint=args.liveness or None,
     )
-    return 0
+    return exitcodes.OK
 
 
 def peer_identity(host: str, now: datetime, suffix: str) -> str:

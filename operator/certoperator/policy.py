@@ -1,23 +1,24 @@
 """Whether a ClientCertificate needs a certificate now, and when to look again: pure decisions.
 
 cert-manager's design: the gatherer reads the API and hands over one ``Input``; each check looks
-at it and returns the first thing wrong as a ``Verdict`` (a reason from ``reasons`` and a message);
-``evaluate`` runs the chain. No check reads the API or the clock: ``now`` is in the input.
+at it and returns the first thing wrong as a ``Verdict`` (a reason from ``cacore.renewal``'s
+vocabulary and a message); ``evaluate`` runs the chain. No check reads the API or the clock:
+``now`` is in the input. When to renew is ``cacore.renewal``'s, the same rule as the sidecar's.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from cacore.inspect import chain_problem, key_matches
+from cacore import renewal
+from cacore.backoff import backoff_delay
+from cacore.certinfo import chain_problem, key_matches
 from cacore.keys import PrivateKey, load_private_key
-from cacore.renewal import RenewalPoint, backoff_delay, is_due, renewal_time, with_jitter
-from certoperator import reasons
+from cacore.renewal import RenewalPoint, RenewalPolicy, Verdict, certificate_renew_at
 from certoperator.api import (
     ANNOTATION_ISSUED_AT,
     ANNOTATION_SPEC_HASH,
@@ -48,12 +49,6 @@ class Input:
     previously_issued: bool  # status records a serial: a missing Secret was deleted
     now: datetime
     jitter: float = 0.0  # renew up to this fraction of the time since issuance early
-
-
-@dataclass(frozen=True)
-class Verdict:
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -90,26 +85,15 @@ def load_material(data: Mapping[str, bytes]) -> Material:
     return Material(chain[0], key, tuple(cas), None)
 
 
-def stable_fraction(*parts: object) -> float:
-    """A number in [0, 1) fixed by ``parts``: jitter that survives restarts unchanged."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 def renew_at(
     certificate: x509.Certificate,
     point: RenewalPoint,
     jitter: float,
     issued_at: datetime | None,
 ) -> datetime:
-    """The renewal point, moved earlier by a stable random part of ``jitter`` of the time since
-    issuance. Measured from the operator's own issue time when known: the CA backdates
-    notBefore by 5 minutes, which would otherwise let jitter pull a short renewal into the past."""
-    not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
-    at = renewal_time(not_before, not_after, point)
-    start = issued_at if issued_at is not None and not_before <= issued_at < at else not_before
-    jittered = with_jitter(at, start, jitter, stable_fraction(certificate.serial_number))
-    return jittered.replace(microsecond=0)
+    """The renewal time of the Secret's certificate; ``issued_at`` is the operator's own issue
+    time (the issued-at annotation) when known."""
+    return certificate_renew_at(certificate, RenewalPolicy(point, jitter), issued_at)
 
 
 def facts_of(inp: Input, material: Material) -> Facts | None:
@@ -142,13 +126,13 @@ Check = Callable[[Input, Material], Verdict | None]
 
 def secret_does_not_exist(inp: Input, material: Material) -> Verdict | None:
     if inp.secret is None and not inp.previously_issued:
-        return Verdict(reasons.DOES_NOT_EXIST, "Issuing the first certificate")
+        return Verdict(renewal.DOES_NOT_EXIST, "Issuing the first certificate")
     return None
 
 
 def secret_missing(inp: Input, material: Material) -> Verdict | None:
     if inp.secret is None:
-        return Verdict(reasons.SECRET_MISSING, "The Secret was deleted; issuing a new certificate")
+        return Verdict(renewal.SECRET_MISSING, "The Secret was deleted; issuing a new certificate")
     return None
 
 
@@ -156,7 +140,7 @@ def secret_not_owned(inp: Input, material: Material) -> Verdict | None:
     assert inp.secret is not None
     if inp.secret.controller_uid != inp.owner_uid:
         return Verdict(
-            reasons.SECRET_NOT_OWNED,
+            renewal.SECRET_NOT_OWNED,
             f"Secret {inp.secret.name} is not controlled by this ClientCertificate; taking it over",
         )
     return None
@@ -164,14 +148,14 @@ def secret_not_owned(inp: Input, material: Material) -> Verdict | None:
 
 def missing_data(inp: Input, material: Material) -> Verdict | None:
     if material.problem is not None:
-        return Verdict(reasons.MISSING_DATA, material.problem)
+        return Verdict(renewal.MISSING_DATA, material.problem)
     return None
 
 
 def invalid_key_pair(inp: Input, material: Material) -> Verdict | None:
     assert material.certificate is not None and material.key is not None
     if not key_matches(material.certificate, material.key):
-        return Verdict(reasons.INVALID_KEY_PAIR, f"{KEY_FILE} is not the key of {CERT_FILE}")
+        return Verdict(renewal.INVALID_KEY_PAIR, f"{KEY_FILE} is not the key of {CERT_FILE}")
     return None
 
 
@@ -180,7 +164,7 @@ def invalid_chain(inp: Input, material: Material) -> Verdict | None:
     problem = chain_problem(material.certificate, list(material.cas))
     if problem:
         return Verdict(
-            reasons.INVALID_CHAIN, f"{CERT_FILE} does not verify with {CA_FILE}: {problem}"
+            renewal.INVALID_CHAIN, f"{CERT_FILE} does not verify with {CA_FILE}: {problem}"
         )
     return None
 
@@ -188,26 +172,19 @@ def invalid_chain(inp: Input, material: Material) -> Verdict | None:
 def spec_changed(inp: Input, material: Material) -> Verdict | None:
     assert inp.secret is not None
     if inp.secret.annotations.get(ANNOTATION_SPEC_HASH) != inp.spec_hash:
-        return Verdict(reasons.SPEC_CHANGED, "The spec changed since the certificate was issued")
+        return Verdict(renewal.SPEC_CHANGED, "The spec changed since the certificate was issued")
     return None
 
 
 def expired(inp: Input, material: Material) -> Verdict | None:
     assert material.certificate is not None
-    if inp.now >= material.certificate.not_valid_after_utc:
-        return Verdict(
-            reasons.EXPIRED,
-            f"The certificate expired at {material.certificate.not_valid_after_utc.isoformat()}",
-        )
-    return None
+    return renewal.expired(material.certificate.not_valid_after_utc, inp.now)
 
 
 def renewal_due(inp: Input, material: Material) -> Verdict | None:
     facts = facts_of(inp, material)
     assert facts is not None
-    if is_due(inp.now, facts.renewal_time):
-        return Verdict(reasons.RENEWING, f"Renewal time {facts.renewal_time.isoformat()} reached")
-    return None
+    return renewal.renewal_due(facts.renewal_time, inp.now)
 
 
 # Order matters: later checks may assume what earlier ones established (a Secret exists, its
@@ -267,7 +244,7 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class Failure:
+class FailedAttempts:
     attempts: int
     last_failure: datetime
     reason: str
@@ -276,16 +253,16 @@ class Failure:
     transient: bool
 
 
-def retry_at(failure: Failure, policy: RetryPolicy, rand: float) -> datetime:
+def retry_at(failure: FailedAttempts, policy: RetryPolicy, rand: float) -> datetime:
     if failure.transient:
-        delay = backoff_delay(failure.attempts, policy.base, policy.cap, rand)
+        delay = backoff_delay(failure.attempts, rand, policy.base, policy.cap)
     else:
-        delay = backoff_delay(failure.attempts, policy.refused_base, policy.refused_cap, rand)
+        delay = backoff_delay(failure.attempts, rand, policy.refused_base, policy.refused_cap)
     return failure.last_failure + timedelta(seconds=delay)
 
 
 def may_issue(
-    failure: Failure | None, spec_hash: str, now: datetime, policy: RetryPolicy, rand: float
+    failure: FailedAttempts | None, spec_hash: str, now: datetime, policy: RetryPolicy, rand: float
 ) -> datetime | None:
     """None if an issuance may start now, else when it may. A spec change lifts any backoff:
     the user's fix deserves an immediate try."""

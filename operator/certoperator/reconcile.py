@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,12 +17,14 @@ from typing import Any
 
 import kopf
 
-from cacore.client import Issuance
+from cacore import renewal
 from cacore.config import CAConfig
 from cacore.credentials import credential_files
+from cacore.edge.client import Issuance
 from cacore.errors import CAError, CARefused, ConfigurationError, InvalidRequest
 from cacore.keys import private_key_pem
-from certoperator import reasons, status
+from cacore.renewal import stable_fraction
+from certoperator import status
 from certoperator.api import (
     ANNOTATION_CERTIFICATE,
     ANNOTATION_ISSUED_AT,
@@ -35,20 +38,19 @@ from certoperator.api import (
     MANAGED_BY,
     SECRET_TYPE,
 )
+from certoperator.capool import CAPool
 from certoperator.conditions import format_time, parse_time
-from certoperator.issuer import Issuer
 from certoperator.kube import KubeApi, secret_view
 from certoperator.metrics import Metrics
 from certoperator.policy import (
     Facts,
-    Failure,
+    FailedAttempts,
     Input,
     Verdict,
     evaluate,
     issued_facts,
     may_issue,
     retry_at,
-    stable_fraction,
     template_drift,
 )
 from certoperator.settings import OperatorSettings, ca_config_for
@@ -64,12 +66,13 @@ class Context:
 
     settings: OperatorSettings
     kube: KubeApi
-    issuer: Issuer
+    ca_pool: CAPool
     metrics: Metrics
     wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
     # resourceVersion of each Secret this process wrote last: its own watch event needs no pass.
     written: dict[Key, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    rand: Callable[[], float] = random.random  # spreads retries after unexpected errors
 
     def wake(self, key: Key) -> None:
         event = self.wakers.get(key)
@@ -81,7 +84,7 @@ class Context:
 class ObjectState:
     """What one daemon remembers between passes; rebuilt from status after a restart."""
 
-    failure: Failure | None = None
+    failure: FailedAttempts | None = None
     last_status: dict[str, Any] | None = None
 
     @classmethod
@@ -90,20 +93,20 @@ class ObjectState:
         last = parse_time(current.get("lastFailureTime"))
         if not attempts or last is None:
             return cls()
-        issuing = next(
+        issuing: Mapping[str, Any] = next(
             (c for c in current.get("conditions") or [] if c.get("type") == "Issuing"), {}
         )
         message = str(issuing.get("message") or "")
         # The spec hash of the failed attempt is unknown after a restart: assume the current
         # spec, so a restart never cuts a backoff short.
         return cls(
-            failure=Failure(
+            failure=FailedAttempts(
                 attempts=int(attempts),
                 last_failure=last,
-                reason=reasons.REFUSED if message.startswith(reasons.REFUSED) else reasons.FAILED,
+                reason=renewal.REFUSED if message.startswith(renewal.REFUSED) else renewal.FAILED,
                 message=message,
                 spec_hash="",
-                transient=not message.startswith(reasons.REFUSED),
+                transient=not message.startswith(renewal.REFUSED),
             )
         )
 
@@ -126,6 +129,17 @@ def resolve_issuer(
     # A kopf index holds a store of values per key; a plain mapping (unit tests) the spec itself.
     spec = found if isinstance(found, Mapping) else next(iter(found))
     return name, ca_config_for(name, spec)
+
+
+def check_lifetime(cert: CertificateSpec, issuer: str, config: CAConfig) -> None:
+    """The spec's lifetime against its issuer's cap (the CA's MAX_CERT_LIFETIME)."""
+    cap = config.max_lifetime_days
+    if cert.request.lifetime_days > cap:
+        raise InvalidRequest(
+            "spec.lifetimeDays",
+            f"is {cert.request.lifetime_days} days; the issuer {issuer} allows 1 to {cap} "
+            "(its maxLifetimeDays, the CA's MAX_CERT_LIFETIME)",
+        )
 
 
 def secret_body(
@@ -170,7 +184,7 @@ def secret_body(
     }
 
 
-def _retry_rand(failure: Failure | None) -> float:
+def _retry_rand(failure: FailedAttempts | None) -> float:
     """The jitter of a failure's retry, fixed by the failure itself, so every pass computes the
     same retry time (and a restart as well)."""
     if failure is None:
@@ -233,11 +247,12 @@ class Reconciler:
             cert = parse_spec(self.body.get("spec") or {})
             self.secret_name = cert.secret_name
             issuer, config = resolve_issuer(cert, settings, lambdacas)
+            check_lifetime(cert, issuer, config)
         except (InvalidRequest, ConfigurationError) as error:
             reason = (
-                reasons.ISSUER_NOT_FOUND
+                renewal.ISSUER_NOT_FOUND
                 if isinstance(error, InvalidRequest) and error.field == "spec.issuerRef.name"
-                else reasons.INVALID_SPEC
+                else renewal.INVALID_SPEC
             )
             self._log(logging.WARNING, "cannot issue", reason=reason, error=error.message)
             await self._report(status.not_issuable(current, reason, error.message, generation, now))
@@ -245,7 +260,7 @@ class Reconciler:
             # An issuer may appear later; a spec fix arrives as an event and wakes us at once.
             return (
                 settings.retry.cap
-                if reason == reasons.ISSUER_NOT_FOUND
+                if reason == renewal.ISSUER_NOT_FOUND
                 else settings.resync_seconds
             )
 
@@ -273,7 +288,7 @@ class Reconciler:
             return self._until(facts.renewal_time, now)
 
         # A renewal that fails leaves a certificate that is still good: Ready stays True.
-        still_valid = evaluate(inp, chain=())[1] if verdict.reason == reasons.RENEWING else None
+        still_valid = evaluate(inp, chain=())[1] if verdict.reason == renewal.RENEWING else None
         failure = self.state.failure
         if failure is not None and not failure.spec_hash:
             # Restored from status after a restart: the spec it failed for is the current one.
@@ -309,16 +324,16 @@ class Reconciler:
         settings = self.ctx.settings
         self._log(logging.INFO, "issuing", reason=verdict.reason, detail=verdict.message)
         try:
-            issuance = await self.ctx.issuer.issue(issuer, config, cert.request, cert.key)
+            issuance = await self.ctx.ca_pool.issue(issuer, config, cert.request, cert.key)
         except CAError as error:
             now = self.ctx.clock()
             previous = self.state.failure
             same_spec = previous is not None and previous.spec_hash in (digest, "")
             refused = isinstance(error, CARefused)
-            failure = Failure(
+            failure = FailedAttempts(
                 attempts=(previous.attempts + 1) if previous is not None and same_spec else 1,
                 last_failure=now,
-                reason=reasons.REFUSED if refused else reasons.FAILED,
+                reason=renewal.REFUSED if refused else renewal.FAILED,
                 message=error.message if refused else f"{error.reason}: {error.message}",
                 spec_hash=digest,
                 transient=error.retryable and not refused,
@@ -347,7 +362,7 @@ class Reconciler:
         key = (self.namespace, cert.secret_name)
         self.ctx.written[key] = str(written.get("metadata", {}).get("resourceVersion", ""))
         self.state.failure = None
-        outcome = reasons.success_reason(verdict.reason)
+        outcome = renewal.success_reason(verdict.reason)
         # cacore verified key and chain already: the facts come straight from the certificate.
         facts = issued_facts(issuance.certificate.certificate, cert.renewal, settings.jitter, now)
         serial = issuance.certificate.serial

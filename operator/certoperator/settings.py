@@ -47,6 +47,7 @@ def from_env(env: Mapping[str, str]) -> OperatorSettings:
             region=env.get(PREFIX + "CA_REGION") or None,
             role_arn=env.get(PREFIX + "CA_ROLE_ARN") or None,
             endpoint_url=env.get(PREFIX + "CA_ENDPOINT_URL") or None,
+            max_lifetime_days=int(_number(env, "CA_MAX_LIFETIME_DAYS", 365, 1, 36500)),
         )
         try:
             default_ca = validate_config(config)
@@ -72,6 +73,10 @@ def from_env(env: Mapping[str, str]) -> OperatorSettings:
     )
 
 
+def _whole_days(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def ca_config_for(name: str, spec: Mapping[str, object]) -> CAConfig:
     """A LambdaCA's spec as the core's connection settings. Credentials are the operator's own
     (IRSA, Pod Identity, environment): a namespace user can only pick a LambdaCA an
@@ -87,6 +92,7 @@ def ca_config_for(name: str, spec: Mapping[str, object]) -> CAConfig:
             region=text("region"),
             role_arn=text("roleArn"),
             endpoint_url=text("endpointUrl"),
+            max_lifetime_days=_whole_days(spec.get("maxLifetimeDays", 365)),
         ),
         prefix=f"LambdaCA {name}: spec.",
     )

@@ -45,6 +45,7 @@ _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
 DEFAULT_KEY_SIZES = {"ECDSA": 256, "RSA": 2048}
+MAX_LIFETIME_CEILING_DAYS = 36500  # the CRD's bound; each LambdaCA has its own cap below it
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,8 @@ def parse_spec(spec: Mapping) -> CertificateSpec:
             purposes=_strings(spec, "purposes") or ("client_auth",),
             extended_key_usages=_strings(spec, "extendedKeyUsages"),
         )
-        validate(request)
+        # The issuer's cap is checked once it is known (reconcile.resolve_issuer).
+        validate(request, max_lifetime_days=MAX_LIFETIME_CEILING_DAYS)
         key = parse_key(spec.get("privateKey"))
     except InvalidRequest as error:
         if error.field.startswith("spec."):

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from certoperator import reasons
+from cacore import renewal
 from certoperator.api import CONDITION_ISSUING, CONDITION_READY
 from certoperator.conditions import Condition, format_time, get_condition, set_condition
-from certoperator.policy import Facts, Failure
+from certoperator.policy import Facts, FailedAttempts
 
 FIELDS = (
     "conditions",
@@ -56,7 +56,7 @@ def ready(
     if reason is None and previous is not None and previous.get("status") == "True":
         reason, message = str(previous.get("reason")), str(previous.get("message"))
     else:
-        reason = reason or reasons.READY
+        reason = reason or renewal.READY
         message = "Certificate is up to date and has not expired"
     return {
         "conditions": _with_conditions(
@@ -71,7 +71,7 @@ def ready(
 
 def failed(
     current: Mapping[str, Any],
-    failure: Failure,
+    failure: FailedAttempts,
     facts: Facts | None,
     trigger: str,
     retry_at: datetime | None,
@@ -88,7 +88,7 @@ def failed(
         Condition(
             CONDITION_READY,
             "True",
-            reasons.READY,
+            renewal.READY,
             "Certificate is valid; its renewal is failing",
             generation,
         )

@@ -22,7 +22,7 @@ import yaml
 from chart_tools import OPERATOR, Helm, env_of, find
 from support.operator_process import condition, free_port, get, install_crds
 
-from cacore.inspect import key_matches
+from cacore.certinfo import key_matches
 from cacore.keys import load_private_key
 
 pytestmark = pytest.mark.timeout(120)

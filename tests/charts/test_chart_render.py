@@ -428,9 +428,9 @@ REFUSALS = {
         "/securityContext/runAsNonRoot",
     ),
     "a misspelled top-level key": (OPERATOR, {"metricz": {"enabled": True}}, "'metricz'"),
-    "a sidecar lifetime over 365 days": (
+    "a sidecar lifetime over the 36500-day ceiling": (
         EXAMPLE_APP,
-        {"cert-sidecar": {"certificate": {"lifetimeDays": 400}}},
+        {"cert-sidecar": {"certificate": {"lifetimeDays": 36501}}},
         "/certificate/lifetimeDays",
     ),
     "an unknown sidecar form": (EXAMPLE_APP, {"cert-sidecar": {"form": "sidecar"}}, "/form"),

@@ -10,7 +10,7 @@ import pytest
 from support.localca_fixtures import free_port
 
 from cacli.tls import MutualTLSServer, handshake
-from cacore.keys import build_csr, generate_key
+from cacore.edge.keygen import build_csr, generate_key
 from cacore.request import Subject
 
 BIN = Path(sys.executable).parent
@@ -226,3 +226,18 @@ def test_the_demo_runs_end_to_end():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "hello payments-client, your certificate was accepted" in result.stdout
     assert "refused, as it should be: the server requires a client certificate" in result.stdout
+
+
+def test_more_than_365_days_is_refused_unless_told_the_cas_cap():
+    from cacli.issue import request_from_args
+    from cacli.main import parser
+    from cacore.errors import InvalidRequest
+
+    args = parser().parse_args(["issue", "--common-name", "a.example.com", "--lifetime", "500"])
+    with pytest.raises(InvalidRequest) as caught:
+        request_from_args(args)
+    assert caught.value.field == "--lifetime"
+    args = parser().parse_args(
+        ["issue", "--cn", "a.example.com", "--lifetime", "500", "--max-lifetime-days", "730"]
+    )
+    assert request_from_args(args).lifetime_days == 500

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 
-from cacore.client import CAClient, LambdaTransport
 from cacore.config import CAConfig
+from cacore.edge.client import CAClient, LambdaTransport
+from cacore.edge.keygen import build_csr, generate_key
 from cacore.errors import (
     AccessDenied,
     CAFunctionError,
@@ -16,7 +17,7 @@ from cacore.errors import (
     Throttled,
     TransportError,
 )
-from cacore.keys import build_csr, generate_key, parse_key_spec
+from cacore.keys import parse_key_spec
 from cacore.request import CertificateRequest, San, Subject
 
 

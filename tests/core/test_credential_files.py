@@ -8,14 +8,15 @@ import pytest
 from support.pki import MiniCA
 
 from cacore.credentials import FileNames, credential_files
-from cacore.files import (
+from cacore.edge.files import (
     DATA_LINK,
     AtomicDirectoryWriter,
     Ownership,
     read_credential_set,
     write_file_atomic,
 )
-from cacore.keys import generate_key, private_key_pem
+from cacore.edge.keygen import generate_key
+from cacore.keys import private_key_pem
 from cacore.response import parse_issued
 
 CA = MiniCA.create()

@@ -4,13 +4,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cacore import renewal
+from cacore.backoff import backoff_delay
 from cacore.errors import InvalidRequest
 from cacore.renewal import (
     RenewalPoint,
-    backoff_delay,
+    RenewalPolicy,
     is_due,
     parse_duration,
     parse_renewal_point,
+    renew_at,
     renewal_time,
     with_jitter,
 )
@@ -91,7 +94,7 @@ def test_jitter_only_moves_renewal_earlier_within_its_spread(rand, expected):
     ],
 )
 def test_backoff(failures, rand, delay):
-    assert backoff_delay(failures, base=1, cap=300, rand=rand) == pytest.approx(delay)
+    assert backoff_delay(failures, rand, base=1, cap=300) == pytest.approx(delay)
 
 
 @pytest.mark.parametrize(
@@ -119,3 +122,49 @@ def test_bad_renewal_points_name_the_field(text):
 
 def test_durations_compose():
     assert parse_duration("1d2h3m4s") == timedelta(days=1, hours=2, minutes=3, seconds=4)
+
+
+# One renewal rule for the sidecar and the operator (cacore.renewal.renew_at).
+D = timedelta(days=1)
+RENEW_AT_ROWS = [
+    pytest.param(RenewalPolicy(), None, T0 + 20 * D, id="no jitter renews at two thirds"),
+    pytest.param(
+        RenewalPolicy(min_interval=timedelta(hours=1), point=RenewalPoint(fraction=0.001)),
+        T0 + timedelta(minutes=5),
+        T0 + timedelta(minutes=65),
+        id="min_interval keeps an always-due renewal an interval after the last issuance",
+    ),
+]
+
+
+@pytest.mark.parametrize(("policy", "issued_at", "lower_bound"), RENEW_AT_ROWS)
+def test_renew_at_never_comes_before_its_bound(policy, issued_at, lower_bound):
+    at = renew_at(T0, T0 + 30 * D, 12345, policy, issued_at)
+    assert at == lower_bound
+
+
+def test_jitter_is_stable_per_serial_and_spreads_a_fleet():
+    policy = RenewalPolicy(jitter=0.2)
+    times = {renew_at(T0, T0 + 30 * D, serial, policy) for serial in range(1000, 1020)}
+    assert len(times) == 20
+    assert all(T0 + 16 * D - timedelta(seconds=1) <= t <= T0 + 20 * D for t in times)
+    assert renew_at(T0, T0 + 30 * D, 1000, policy) == renew_at(T0, T0 + 30 * D, 1000, policy)
+
+
+def test_jitter_is_measured_from_the_issue_time_not_the_backdated_not_before():
+    # The CA backdates notBefore 5 minutes: a 10-minute certificate renewing 10 s before expiry,
+    # with 50 % jitter from notBefore, could renew before it was even issued.
+    issued = T0 + timedelta(minutes=5)
+    policy = RenewalPolicy(point=RenewalPoint(before_expiry=timedelta(seconds=10)), jitter=0.5)
+    for serial in range(50):
+        assert renew_at(T0, issued + timedelta(minutes=10), serial, policy, issued) >= issued
+
+
+def test_renewal_reasons_are_a_closed_camel_case_vocabulary():
+    names = [n for n in dir(renewal) if n.isupper() and isinstance(getattr(renewal, n), str)]
+    values = [getattr(renewal, n) for n in names if n not in ("DEFAULT_RENEW_FRACTION",)]
+    assert len(values) == len(set(values))
+    assert all(v[:1].isupper() and v.isalnum() for v in values)
+    assert renewal.success_reason(renewal.DOES_NOT_EXIST) == renewal.ISSUED
+    assert renewal.success_reason(renewal.EXPIRED) == renewal.RENEWED
+    assert renewal.success_reason(renewal.SPEC_CHANGED) == renewal.REISSUED

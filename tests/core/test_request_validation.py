@@ -4,8 +4,9 @@ import base64
 
 import pytest
 
+from cacore.edge.keygen import build_csr, generate_key
 from cacore.errors import InvalidRequest
-from cacore.keys import build_csr, generate_key, parse_key_spec
+from cacore.keys import parse_key_spec
 from cacore.request import CertificateRequest, San, Subject, parse_sans, to_event, validate
 
 
@@ -257,3 +258,44 @@ def test_generated_keys_match_their_spec_and_sign_a_csr_with_the_subject(text):
     )
     assert csr.is_signature_valid
     assert csr.subject.rfc4514_string() == "CN=a.example.com,O=Example,C=GB"
+
+
+@pytest.mark.parametrize(
+    "text, sans",
+    [
+        (
+            'app.example.com,"DN:CN=app,O=Example"',
+            (San("DNS_NAME", "app.example.com"), San("DN", "CN=app,O=Example")),
+        ),
+        (
+            '"DN:CN=app,O=Example", IP:10.0.0.1',
+            (San("DN", "CN=app,O=Example"), San("IP_ADDRESS", "10.0.0.1")),
+        ),
+        (
+            "a.example.com, b.example.com",
+            (San("DNS_NAME", "a.example.com"), San("DNS_NAME", "b.example.com")),
+        ),
+    ],
+    ids=[
+        "a quoted DN keeps its commas",
+        "a quoted DN first, spaces after commas",
+        "plain lists split",
+    ],
+)
+def test_a_comma_list_quotes_a_dn_san_csv_style(text, sans):
+    assert parse_sans(text) == sans
+
+
+def test_a_dn_san_reads_in_the_order_the_ca_encoded_it():
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from cacore.certinfo import sans_of
+
+    encoded = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "app"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+        ]
+    )
+    assert sans_of([x509.DirectoryName(encoded)]) == (San("DN", "CN=app,O=Example"),)

@@ -5,8 +5,8 @@ import base64
 import pytest
 from support.pki import MiniCA
 
+from cacore.edge.keygen import generate_key
 from cacore.errors import CAFunctionError, CARefused, InvalidResponse
-from cacore.keys import generate_key
 from cacore.response import parse_ca_chain, parse_issued, verify_issued
 
 CA = MiniCA.create()

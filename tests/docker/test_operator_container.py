@@ -17,7 +17,7 @@ from support.operator_process import (
     wait_for,
 )
 
-from cacore.inspect import key_matches
+from cacore.certinfo import key_matches
 from cacore.keys import load_private_key
 
 

@@ -12,8 +12,8 @@ import pytest
 from cryptography import x509
 from support.docker_fixtures import HARDENED, IMAGE_GID, IMAGE_UID
 
-from cacore.files import read_credential_set
-from cacore.inspect import chain_problem, key_matches, split_pem_certificates
+from cacore.certinfo import chain_problem, key_matches, split_pem_certificates
+from cacore.edge.files import read_credential_set
 from cacore.keys import load_private_key
 
 pytestmark = pytest.mark.docker

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from gitops_helpers import Tree, run_cli, tampered_csr
 from support.localca_fixtures import csr_pem
 
-from cacore.inspect import chain_problem
+from cacore.certinfo import chain_problem
 from cacore.keys import public_key_bytes
 
 PROJECT = "gitopse2e"  # table Gitopse2eCADev, function gitopse2e-tls-cert-dev
@@ -23,19 +23,30 @@ def setup(local_ca_factory, dynamodb_server, tmp_path, request):
     # one table per test: the DynamoDB server is shared by the whole session
     table = f"Gitops{abs(hash(request.node.name)) % 10**8}CADev"
     ca = local_ca_factory(
-        "--dynamodb-endpoint", dynamodb_server, "--dynamodb-table", table,
+        "--dynamodb-endpoint",
+        dynamodb_server,
+        "--dynamodb-table",
+        table,
         function_name=f"{PROJECT}-tls-cert-dev",
     )
     env = {**ca.env, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server}
-    dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_server, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=dynamodb_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
     def cli(*args):
         return run_cli(*args, cwd=tmp_path, env=env)
 
     def issued_serials(cn):
-        items = dynamodb.query(TableName=table, KeyConditionExpression="CommonName = :cn",
-                               ExpressionAttributeValues={":cn": {"S": cn}})["Items"]
+        items = dynamodb.query(
+            TableName=table,
+            KeyConditionExpression="CommonName = :cn",
+            ExpressionAttributeValues={":cn": {"S": cn}},
+        )["Items"]
         return sorted(item["SerialNumber"]["S"] for item in items)
 
     return ca, cli, table, issued_serials
@@ -45,19 +56,32 @@ def test_partner_flow_from_add_to_revoke(setup, tmp_path):
     ca, cli, table, issued_serials = setup
     assert cli("init", "--env", "dev").returncode == 0
     (tmp_path / "server.csr").write_bytes(
-        csr_pem("server.example.com", dns_sans=["server.example.com", "api.example.com"]))
+        csr_pem("server.example.com", dns_sans=["server.example.com", "api.example.com"])
+    )
     (tmp_path / "client.csr").write_bytes(csr_pem("client.partner.io"))
 
-    added = [cli("add", "--env", "dev", "server.csr", "--purpose", "server_auth",
-                 "--lifetime", "90"),
-             cli("add", "--env", "dev", "client.csr")]
+    added = [
+        cli("add", "--env", "dev", "server.csr", "--purpose", "server_auth", "--lifetime", "90"),
+        cli("add", "--env", "dev", "client.csr"),
+    ]
     validated = cli("validate")
-    dry = cli("issue", "--env", "dev", "--project", PROJECT, "--table", table, "--dry-run",
-              "--format", "json")
+    dry = cli(
+        "issue",
+        "--env",
+        "dev",
+        "--project",
+        PROJECT,
+        "--table",
+        table,
+        "--dry-run",
+        "--format",
+        "json",
+    )
     invocations_before = ca.stats()["invocations"]
     first = cli("issue", "--env", "dev", "--project", PROJECT, "--table", table)
-    second = cli("issue", "--env", "dev", "--project", PROJECT, "--table", table,
-                 "--format", "json")
+    second = cli(
+        "issue", "--env", "dev", "--project", PROJECT, "--table", table, "--format", "json"
+    )
     invocations_after_rerun = ca.stats()["invocations"]
 
     assert [a.returncode for a in added] == [0, 0], [a.stdout + a.stderr for a in added]
@@ -80,8 +104,20 @@ def test_partner_flow_from_add_to_revoke(setup, tmp_path):
     assert json.loads(second.stdout)["counts"] == {"already-issued": 2}
     assert invocations_after_rerun == 2  # the rerun asked the table, not the CA
 
-    fetched = cli("fetch", "--env", "dev", "server.example.com", "--project", PROJECT,
-                  "--table", table, "--out", "to-partner", "--format", "json")
+    fetched = cli(
+        "fetch",
+        "--env",
+        "dev",
+        "server.example.com",
+        "--project",
+        PROJECT,
+        "--table",
+        table,
+        "--out",
+        "to-partner",
+        "--format",
+        "json",
+    )
     assert fetched.returncode == 0, fetched.stderr
     summary = json.loads(fetched.stdout)
     out = tmp_path / "to-partner"
@@ -93,29 +129,74 @@ def test_partner_flow_from_add_to_revoke(setup, tmp_path):
     assert public_key_bytes(leaf) == public_key_bytes(csr.public_key())
     assert chain_problem(leaf, bundle) is None
     assert [c.serial_number for c in chain] == [leaf.serial_number, bundle[0].serial_number]
-    assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
-        .get_values_for_type(x509.DNSName) == ["server.example.com", "api.example.com"]
+    assert leaf.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName) == ["server.example.com", "api.example.com"]
 
     serial = summary["serial"]
-    wrong = cli("revoke", "--env", "dev", "server.example.com", "12345", "--project", PROJECT,
-                "--table", table)
-    revoked = cli("revoke", "--env", "dev", "server.example.com", hex(int(serial)),
-                  "--project", PROJECT, "--table", table)
-    again = cli("revoke", "--env", "dev", "server.example.com", serial, "--project", PROJECT,
-                "--table", table)
-    after = cli("fetch", "--env", "dev", "server.example.com", "--project", PROJECT,
-                "--table", table)
-    by_serial = cli("fetch", "--env", "dev", "server.example.com", "--serial", serial,
-                    "--project", PROJECT, "--table", table, "--out", "old")
-    reissue = cli("issue", "--env", "dev", "--project", PROJECT, "--table", table,
-                  "--format", "json")
+    wrong = cli(
+        "revoke",
+        "--env",
+        "dev",
+        "server.example.com",
+        "12345",
+        "--project",
+        PROJECT,
+        "--table",
+        table,
+    )
+    revoked = cli(
+        "revoke",
+        "--env",
+        "dev",
+        "server.example.com",
+        hex(int(serial)),
+        "--project",
+        PROJECT,
+        "--table",
+        table,
+    )
+    again = cli(
+        "revoke",
+        "--env",
+        "dev",
+        "server.example.com",
+        serial,
+        "--project",
+        PROJECT,
+        "--table",
+        table,
+    )
+    after = cli(
+        "fetch", "--env", "dev", "server.example.com", "--project", PROJECT, "--table", table
+    )
+    by_serial = cli(
+        "fetch",
+        "--env",
+        "dev",
+        "server.example.com",
+        "--serial",
+        serial,
+        "--project",
+        PROJECT,
+        "--table",
+        table,
+        "--out",
+        "old",
+    )
+    reissue = cli(
+        "issue", "--env", "dev", "--project", PROJECT, "--table", table, "--format", "json"
+    )
 
     assert wrong.returncode == 1
-    assert f"serial 12345 was never issued to 'server.example.com': on record: {serial}" \
+    assert (
+        f"serial 12345 was never issued to 'server.example.com': on record: {serial}"
         in wrong.stderr
+    )
     assert revoked.returncode == 0, revoked.stderr
     assert json.loads((tmp_path / "certs/dev/revoked.json").read_text()) == [
-        {"common_name": "server.example.com", "serial_number": serial}]
+        {"common_name": "server.example.com", "serial_number": serial}
+    ]
     assert again.returncode == 0 and "already in" in again.stdout
     assert cli("validate").returncode == 0
     assert after.returncode == 1 and "no valid certificate" in after.stderr
@@ -147,8 +228,9 @@ def test_force_issue_entries_need_the_table_to_stay_idempotent(setup, tmp_path):
     ca, cli, table, _ = setup
     tree = Tree(tmp_path)
     tree.csr("partner.csr", csr_pem("partner.example.com"))
-    tree.tls([{"common_name": "partner.example.com", "csr_file": "partner.csr",
-               "force_issue": True}])
+    tree.tls(
+        [{"common_name": "partner.example.com", "csr_file": "partner.csr", "force_issue": True}]
+    )
 
     without = cli("issue", "--env", "dev", "--project", PROJECT, "--no-table")
     first = cli("issue", "--env", "dev", "--project", PROJECT, "--table", table)
@@ -195,8 +277,18 @@ def test_fetch_takes_the_ca_bundle_from_the_tree_when_the_function_cannot_give_i
     tree.csr("partner.csr", csr_pem("partner.example.com"))
     tree.tls([{"common_name": "partner.example.com", "csr_file": "partner.csr"}])
     assert cli("issue", "--env", "dev", "--project", PROJECT, "--table", table).returncode == 0
-    fetch = ("fetch", "--env", "dev", "partner.example.com", "--project", PROJECT,
-             "--table", table, "--out", "out")
+    fetch = (
+        "fetch",
+        "--env",
+        "dev",
+        "partner.example.com",
+        "--project",
+        PROJECT,
+        "--table",
+        table,
+        "--out",
+        "out",
+    )
     assert cli(*fetch).returncode == 0  # bundle from the local CA's ca_chain_only
     published = (tmp_path / "out/ca-bundle.pem").read_bytes()
     (tmp_path / "out").rename(tmp_path / "first")
@@ -211,8 +303,10 @@ def test_fetch_takes_the_ca_bundle_from_the_tree_when_the_function_cannot_give_i
     ca.clear_faults()
 
     assert no_bundle.returncode == 1
-    assert "commit the CA's published <project>-ca-bundle-dev.pem as certs/dev/ca-bundle.pem" \
+    assert (
+        "commit the CA's published <project>-ca-bundle-dev.pem as certs/dev/ca-bundle.pem"
         in no_bundle.stderr
+    )
     assert with_bundle.returncode == 0, with_bundle.stderr
     assert json.loads(with_bundle.stdout)["ca_bundle_from"] == "certs/dev/ca-bundle.pem"
     # the tree's bundle is root first, as the CA publishes it; the partner gets issuing first
@@ -231,8 +325,9 @@ def test_fetch_refuses_a_ca_bundle_of_another_ca(setup, tmp_path):
     tree.ca_bundle(_pem(other.root) + _pem(other.issuing))
     assert cli("issue", "--env", "dev", "--project", PROJECT, "--table", table).returncode == 0
 
-    result = cli("fetch", "--env", "dev", "partner.example.com", "--project", PROJECT,
-                 "--table", table)
+    result = cli(
+        "fetch", "--env", "dev", "partner.example.com", "--project", PROJECT, "--table", table
+    )
 
     assert result.returncode == 1
     assert "does not chain to the CA bundle from certs/dev/ca-bundle.pem" in result.stderr

@@ -20,8 +20,10 @@ def test_the_ci_example_validates_on_pull_requests_and_issues_on_merge():
     import yaml
 
     workflow = yaml.safe_load((ROOT / "examples/ci/gitops.yml").read_text())
-    steps = {name: " ".join(str(s.get("run", "")) for s in job["steps"])
-             for name, job in workflow["jobs"].items()}
+    steps = {
+        name: " ".join(str(s.get("run", "")) for s in job["steps"])
+        for name, job in workflow["jobs"].items()
+    }
 
     assert "certs-gitops validate --format github" in steps["validate"]
     assert "certs-gitops issue" in steps["issue"]
@@ -91,19 +93,29 @@ def test_add_refuses_the_same_csr_twice(tmp_path):
 
 USAGE_ROWS = [
     ("an environment name in capitals", ("validate", "--env", "Dev"), "is not an environment name"),
-    ("an environment without tls.json", ("validate", "--env", "prd"),
-     "certs/prd/tls.json does not exist; create it with certs-gitops init --env prd"),
+    (
+        "an environment without tls.json",
+        ("validate", "--env", "prd"),
+        "certs/prd/tls.json does not exist; create it with certs-gitops init --env prd",
+    ),
     ("a missing --env for add", ("add", "x.csr"), "the following arguments are required: --env"),
     ("an unknown output format", ("validate", "--format", "xml"), "invalid choice: 'xml'"),
-    ("a serial that is not a number", ("revoke", "--env", "dev", "a.example.com", "zz"),
-     "give it in decimal"),
-    ("a CSR file that does not exist", ("add", "--env", "dev", "missing.csr"),
-     "csr: cannot read missing.csr"),
+    (
+        "a serial that is not a number",
+        ("revoke", "--env", "dev", "a.example.com", "zz"),
+        "give it in decimal",
+    ),
+    (
+        "a CSR file that does not exist",
+        ("add", "--env", "dev", "missing.csr"),
+        "csr: cannot read missing.csr",
+    ),
 ]
 
 
-@pytest.mark.parametrize("args, fragment", [r[1:] for r in USAGE_ROWS],
-                         ids=[r[0] for r in USAGE_ROWS])
+@pytest.mark.parametrize(
+    "args, fragment", [r[1:] for r in USAGE_ROWS], ids=[r[0] for r in USAGE_ROWS]
+)
 def test_usage_errors_exit_2_with_one_line(tmp_path, args, fragment):
     Tree(tmp_path)
 

@@ -47,31 +47,86 @@ NOW = record().certificate.not_valid_before_utc + timedelta(days=1)
 LATER = NOW + timedelta(days=60)
 
 ROWS = [
-    ("send an entry whose key the CA has never certified",
-     entry(), [], NOW, issuing.SEND, issuing.WOULD_ISSUE),
-    ("send when the name only has certificates for other keys",
-     entry(), [record(OTHER_KEY)], NOW, issuing.SEND, issuing.WOULD_ISSUE),
-    ("skip an entry whose key holds a valid certificate",
-     entry(), [record()], NOW, issuing.SKIP, issuing.ALREADY_ISSUED),
-    ("skip and flag an entry whose certificate was revoked in the table",
-     entry(), [record(revoked=True)], NOW, issuing.SKIP, issuing.REVOKED),
-    ("skip and flag an expired certificate since the CA refuses the key again",
-     entry(), [record()], LATER, issuing.SKIP, issuing.EXPIRED),
-    ("renew an expired certificate when the entry sets force_issue",
-     entry(force=True), [record()], LATER, issuing.SEND, issuing.WOULD_ISSUE),
-    ("skip a force_issue entry that is still valid, so reruns stay idempotent",
-     entry(force=True), [record()], NOW, issuing.SKIP, issuing.ALREADY_ISSUED),
-    ("send without a table and let the CA's key-reuse guard decide",
-     entry(), None, NOW, issuing.SEND, issuing.WOULD_ISSUE),
-    ("refuse a force_issue entry without a table since every rerun would issue",
-     entry(force=True), None, NOW, issuing.SKIP, issuing.FAILED),
+    (
+        "send an entry whose key the CA has never certified",
+        entry(),
+        [],
+        NOW,
+        issuing.SEND,
+        issuing.WOULD_ISSUE,
+    ),
+    (
+        "send when the name only has certificates for other keys",
+        entry(),
+        [record(OTHER_KEY)],
+        NOW,
+        issuing.SEND,
+        issuing.WOULD_ISSUE,
+    ),
+    (
+        "skip an entry whose key holds a valid certificate",
+        entry(),
+        [record()],
+        NOW,
+        issuing.SKIP,
+        issuing.ALREADY_ISSUED,
+    ),
+    (
+        "skip and flag an entry whose certificate was revoked in the table",
+        entry(),
+        [record(revoked=True)],
+        NOW,
+        issuing.SKIP,
+        issuing.REVOKED,
+    ),
+    (
+        "skip and flag an expired certificate since the CA refuses the key again",
+        entry(),
+        [record()],
+        LATER,
+        issuing.SKIP,
+        issuing.EXPIRED,
+    ),
+    (
+        "renew an expired certificate when the entry sets force_issue",
+        entry(force=True),
+        [record()],
+        LATER,
+        issuing.SEND,
+        issuing.WOULD_ISSUE,
+    ),
+    (
+        "skip a force_issue entry that is still valid, so reruns stay idempotent",
+        entry(force=True),
+        [record()],
+        NOW,
+        issuing.SKIP,
+        issuing.ALREADY_ISSUED,
+    ),
+    (
+        "send without a table and let the CA's key-reuse guard decide",
+        entry(),
+        None,
+        NOW,
+        issuing.SEND,
+        issuing.WOULD_ISSUE,
+    ),
+    (
+        "refuse a force_issue entry without a table since every rerun would issue",
+        entry(force=True),
+        None,
+        NOW,
+        issuing.SKIP,
+        issuing.FAILED,
+    ),
 ]
 
 
-@pytest.mark.parametrize("checked, records, now, action, status",
-                         [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
-def test_decide(checked, records, now, action, status):
-    decision = issuing.decide(checked, records, now, set())
+@pytest.mark.parametrize(
+    "checked, records, now, action, status", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS]
+)
+def test_plan_entry(checked, records, now, action, status):
+    decision = issuing.plan_entry(checked, records, now, set())
 
     assert (decision.action, decision.status) == (action, status)
 
@@ -79,7 +134,7 @@ def test_decide(checked, records, now, action, status):
 def test_a_serial_in_revoked_json_counts_as_revoked_before_the_ca_publishes_it():
     listed = record()
 
-    decision = issuing.decide(entry(), [listed], NOW, {listed.serial})
+    decision = issuing.plan_entry(entry(), [listed], NOW, {listed.serial})
 
     assert decision.status == issuing.REVOKED
 

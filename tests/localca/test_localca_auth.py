@@ -21,12 +21,21 @@ def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
 @pytest.mark.parametrize(
     ("overrides", "code"),
     [
-        pytest.param({"aws_access_key_id": "AKIAUNKNOWNKEY000000"}, "UnrecognizedClientException",
-                     id="an unknown access key id is unrecognized"),
-        pytest.param({"aws_secret_access_key": "not-the-secret"}, "InvalidSignatureException",
-                     id="a wrong secret gives a bad signature"),
-        pytest.param({"region_name": "eu-west-2"}, "InvalidSignatureException",
-                     id="a signature scoped to another region is invalid"),
+        pytest.param(
+            {"aws_access_key_id": "AKIAUNKNOWNKEY000000"},
+            "UnrecognizedClientException",
+            id="an unknown access key id is unrecognized",
+        ),
+        pytest.param(
+            {"aws_secret_access_key": "not-the-secret"},
+            "InvalidSignatureException",
+            id="a wrong secret gives a bad signature",
+        ),
+        pytest.param(
+            {"region_name": "eu-west-2"},
+            "InvalidSignatureException",
+            id="a signature scoped to another region is invalid",
+        ),
     ],
 )
 def test_bad_credentials_get_403_with_the_aws_error_code(ca, overrides, code):
@@ -49,7 +58,8 @@ def test_a_session_token_is_accepted_without_validation(ca):
 def test_an_unsigned_request_is_refused(ca):
     request = urllib.request.Request(
         f"{ca.endpoint_url}/2015-03-31/functions/{FUNCTION}/invocations",
-        data=json.dumps(issue_event("unsigned.example.com")).encode(), method="POST",
+        data=json.dumps(issue_event("unsigned.example.com")).encode(),
+        method="POST",
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -66,8 +76,10 @@ def test_an_unsigned_request_is_refused(ca):
     "function_name",
     [
         pytest.param("serverless-tls-cert-prod", id="another function name"),
-        pytest.param("arn:aws:lambda:us-east-1:999999999999:function:serverless-tls-cert-dev",
-                     id="the right name in another account"),
+        pytest.param(
+            "arn:aws:lambda:us-east-1:999999999999:function:serverless-tls-cert-dev",
+            id="the right name in another account",
+        ),
         pytest.param("serverless-tls-cert-dev:live", id="an alias that does not exist"),
     ],
 )
@@ -83,14 +95,21 @@ def test_unknown_function_is_resource_not_found(ca, function_name):
 
 def test_several_credential_pairs_and_a_denied_identity(local_ca_factory):
     private = local_ca_factory(
-        "--access-key-id", "LOCALCASECONDKEY0000", "--secret-access-key", "second-secret",
-        "--denied-access-key-id", "LOCALCADENIEDKEY0000",
-        "--denied-secret-access-key", "denied-secret",
+        "--access-key-id",
+        "LOCALCASECONDKEY0000",
+        "--secret-access-key",
+        "second-secret",
+        "--denied-access-key-id",
+        "LOCALCADENIEDKEY0000",
+        "--denied-secret-access-key",
+        "denied-secret",
     )
-    second = private.lambda_client(aws_access_key_id="LOCALCASECONDKEY0000",
-                                   aws_secret_access_key="second-secret")
-    denied = private.lambda_client(aws_access_key_id="LOCALCADENIEDKEY0000",
-                                   aws_secret_access_key="denied-secret")
+    second = private.lambda_client(
+        aws_access_key_id="LOCALCASECONDKEY0000", aws_secret_access_key="second-secret"
+    )
+    denied = private.lambda_client(
+        aws_access_key_id="LOCALCADENIEDKEY0000", aws_secret_access_key="denied-secret"
+    )
 
     _, first_payload = invoke(private.lambda_client(), issue_event("first.example.com"))
     _, second_payload = invoke(second, issue_event("second.example.com"))

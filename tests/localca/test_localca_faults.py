@@ -39,10 +39,16 @@ def test_crash_fault_is_a_function_error(ca):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        pytest.param({}, "Private key has already been used for a certificate",
-                     id="a refusal without a message uses a realistic default"),
-        pytest.param({"message": "CA serverless-issuing-ca-dev not found"},
-                     "CA serverless-issuing-ca-dev not found", id="a refusal with a message"),
+        pytest.param(
+            {},
+            "Private key has already been used for a certificate",
+            id="a refusal without a message uses a realistic default",
+        ),
+        pytest.param(
+            {"message": "CA serverless-issuing-ca-dev not found"},
+            "CA serverless-issuing-ca-dev not found",
+            id="a refusal with a message",
+        ),
     ],
 )
 def test_refuse_fault_is_a_normal_error_payload(ca, params, message):
@@ -121,8 +127,15 @@ def test_stats_count_each_outcome(ca):
     after = ca.stats()
 
     delta = {k: after[k] - before[k] for k in before}
-    assert delta == {"invocations": 4, "issued": 1, "refused": 1, "crashed": 1, "throttled": 1,
-                     "unavailable": 0, "denied": 0}
+    assert delta == {
+        "invocations": 4,
+        "issued": 1,
+        "refused": 1,
+        "crashed": 1,
+        "throttled": 1,
+        "unavailable": 0,
+        "denied": 0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -134,8 +147,9 @@ def test_stats_count_each_outcome(ca):
     ],
 )
 def test_a_bad_fault_is_rejected_with_a_clear_message(ca, fault, field):
-    request = urllib.request.Request(f"{ca.endpoint_url}/_localca/faults",
-                                     data=json.dumps(fault).encode(), method="POST")
+    request = urllib.request.Request(
+        f"{ca.endpoint_url}/_localca/faults", data=json.dumps(fault).encode(), method="POST"
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     with pytest.raises(urllib.error.HTTPError) as excinfo:

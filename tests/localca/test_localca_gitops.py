@@ -14,20 +14,29 @@ from support.localca_fixtures import csr_pem, invoke, issue_event
 
 
 def test_issued_certificates_are_recorded_in_dynamodb(local_ca_factory, dynamodb_server):
-    private = local_ca_factory("--dynamodb-endpoint", dynamodb_server,
-                               "--dynamodb-table", "GitopsCADev")
+    private = local_ca_factory(
+        "--dynamodb-endpoint", dynamodb_server, "--dynamodb-table", "GitopsCADev"
+    )
     _, payload = invoke(private.lambda_client(), issue_event("ddb.example.com"))
-    dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_server, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=dynamodb_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
     table = dynamodb.describe_table(TableName="GitopsCADev")["Table"]
     items = dynamodb.query(
-        TableName="GitopsCADev", KeyConditionExpression="CommonName = :cn",
+        TableName="GitopsCADev",
+        KeyConditionExpression="CommonName = :cn",
         ExpressionAttributeValues={":cn": {"S": "ddb.example.com"}},
     )["Items"]
 
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {
-        "CommonName": "HASH", "SerialNumber": "RANGE"}
+        "CommonName": "HASH",
+        "SerialNumber": "RANGE",
+    }
     assert len(items) == 1
     item = items[0]
     info = payload["CertificateInfo"]
@@ -89,15 +98,16 @@ def test_a_missing_csr_file_is_refused_naming_the_bucket(gitops_ca, name):
     private, csr_dir = gitops_ca
     (csr_dir.parent / "outside.csr").write_bytes(csr_pem("outside.example.com"))
 
-    _, payload = invoke(private.lambda_client(), {"common_name": "x.example.com",
-                                                   "csr_file": name})
+    _, payload = invoke(private.lambda_client(), {"common_name": "x.example.com", "csr_file": name})
 
     assert payload == {
-        "error": f"CSR file '{name}' not found in S3 bucket 'serverless-ca-internal-dev'"}
+        "error": f"CSR file '{name}' not found in S3 bucket 'serverless-ca-internal-dev'"
+    }
 
 
 def test_csr_file_without_a_csr_dir_is_not_found(ca):
     _, payload = invoke(ca.lambda_client(), {"common_name": "x.example.com", "csr_file": "a.csr"})
 
     assert payload == {
-        "error": "CSR file 'a.csr' not found in S3 bucket 'serverless-ca-internal-dev'"}
+        "error": "CSR file 'a.csr' not found in S3 bucket 'serverless-ca-internal-dev'"
+    }

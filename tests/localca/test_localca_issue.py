@@ -113,9 +113,21 @@ def test_openssl_verifies_the_chain_for_client_auth(client, tmp_path):
     (tmp_path / "leaf.pem").write_bytes(base64.b64decode(payload["Base64Certificate"]))
 
     result = subprocess.run(
-        ["openssl", "verify", "-purpose", "sslclient", "-CAfile", "root.pem",
-         "-untrusted", "issuing.pem", "leaf.pem"],
-        cwd=tmp_path, capture_output=True, text=True, check=False,
+        [
+            "openssl",
+            "verify",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "issuing.pem",
+            "leaf.pem",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -126,18 +138,26 @@ def test_openssl_verifies_the_chain_for_client_auth(client, tmp_path):
     ("csr_subject", "request_fields", "expected"),
     [
         pytest.param(
-            {}, {"organization": "Acme", "organizational_unit": "Ops", "locality": "London",
-                 "state": "England", "country": "GB"},
+            {},
+            {
+                "organization": "Acme",
+                "organizational_unit": "Ops",
+                "locality": "London",
+                "state": "England",
+                "country": "GB",
+            },
             "ST=England,OU=Ops,O=Acme,L=London,C=GB,CN=subj.example.com",
             id="request fields fill the subject in upstream order",
         ),
         pytest.param(
-            {"O": "CSR Org", "C": "US", "L": "Boston"}, {"organization": "Request Org"},
+            {"O": "CSR Org", "C": "US", "L": "Boston"},
+            {"organization": "Request Org"},
             "O=Request Org,L=Boston,C=US,CN=subj.example.com",
             id="a request field overrides the CSR field and the rest of the CSR is kept",
         ),
         pytest.param(
-            {}, {"email_address": "ops@example.com"},
+            {},
+            {"email_address": "ops@example.com"},
             "1.2.840.113549.1.9.1=ops@example.com,CN=subj.example.com",
             id="email address lands in the subject as upstream formats it",
         ),
@@ -145,8 +165,11 @@ def test_openssl_verifies_the_chain_for_client_auth(client, tmp_path):
 )
 def test_subject_merges_request_over_csr(client, csr_subject, request_fields, expected):
     pem = csr_pem("csr-cn.example.com", extra_subject=csr_subject)
-    event = {"common_name": "subj.example.com", "base64_csr_data": base64.b64encode(pem).decode(),
-             **request_fields}
+    event = {
+        "common_name": "subj.example.com",
+        "base64_csr_data": base64.b64encode(pem).decode(),
+        **request_fields,
+    }
 
     _, payload = invoke(client, event)
 
@@ -158,14 +181,22 @@ def test_subject_merges_request_over_csr(client, csr_subject, request_fields, ex
     ("fields", "expected"),
     [
         pytest.param({}, ["1.3.6.1.5.5.7.3.2"], id="default purpose is client auth"),
-        pytest.param({"purposes": ["server_auth"]}, ["1.3.6.1.5.5.7.3.1"],
-                     id="server auth alone is kept"),
-        pytest.param({"purposes": ["client_auth", "server_auth"]},
-                     ["1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.1"], id="both purposes are kept"),
-        pytest.param({"purposes": ["code_sign"]}, ["1.3.6.1.5.5.7.3.2"],
-                     id="an invalid purpose becomes client auth"),
-        pytest.param({"purposes": []}, ["1.3.6.1.5.5.7.3.2"],
-                     id="empty purposes become client auth"),
+        pytest.param(
+            {"purposes": ["server_auth"]}, ["1.3.6.1.5.5.7.3.1"], id="server auth alone is kept"
+        ),
+        pytest.param(
+            {"purposes": ["client_auth", "server_auth"]},
+            ["1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.1"],
+            id="both purposes are kept",
+        ),
+        pytest.param(
+            {"purposes": ["code_sign"]},
+            ["1.3.6.1.5.5.7.3.2"],
+            id="an invalid purpose becomes client auth",
+        ),
+        pytest.param(
+            {"purposes": []}, ["1.3.6.1.5.5.7.3.2"], id="empty purposes become client auth"
+        ),
         pytest.param(
             {"extended_key_usages": ["CODE_SIGNING", "1.3.6.1.5.5.7.3.17", "NOT_A_USAGE", "NONE"]},
             ["1.3.6.1.5.5.7.3.2", "1.3.6.1.5.5.7.3.3", "1.3.6.1.5.5.7.3.17"],
@@ -249,8 +280,9 @@ def test_unknown_request_keys_are_ignored(client):
     "function_name",
     [
         pytest.param("serverless-tls-cert-dev", id="plain name"),
-        pytest.param("arn:aws:lambda:us-east-1:123456789012:function:serverless-tls-cert-dev",
-                     id="full ARN"),
+        pytest.param(
+            "arn:aws:lambda:us-east-1:123456789012:function:serverless-tls-cert-dev", id="full ARN"
+        ),
         pytest.param("123456789012:function:serverless-tls-cert-dev", id="partial ARN"),
         pytest.param("serverless-tls-cert-dev:$LATEST", id="name with the LATEST qualifier"),
     ],
@@ -266,8 +298,10 @@ def test_private_key_from_issued_certificate_matches_csr_key(client):
 
     _, payload = invoke(client, issue_event("keymatch.example.com", key=key))
 
-    public = leaf_of(payload).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    public = (
+        leaf_of(payload)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     assert public == key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -281,10 +315,14 @@ def test_event_and_dry_run_invocation_types(ca):
     client = ca.lambda_client()
     before = ca.stats()
 
-    event = client.invoke(FunctionName="serverless-tls-cert-dev", InvocationType="Event",
-                          Payload=json.dumps(issue_event("async.example.com")))
-    dry = client.invoke(FunctionName="serverless-tls-cert-dev", InvocationType="DryRun",
-                        Payload=b"{}")
+    event = client.invoke(
+        FunctionName="serverless-tls-cert-dev",
+        InvocationType="Event",
+        Payload=json.dumps(issue_event("async.example.com")),
+    )
+    dry = client.invoke(
+        FunctionName="serverless-tls-cert-dev", InvocationType="DryRun", Payload=b"{}"
+    )
 
     assert event["StatusCode"] == 202
     assert dry["StatusCode"] == 204
@@ -293,7 +331,8 @@ def test_event_and_dry_run_invocation_types(ca):
 
 def test_log_tail_reports_dropped_sans(client):
     response = client.invoke(
-        FunctionName="serverless-tls-cert-dev", LogType="Tail",
+        FunctionName="serverless-tls-cert-dev",
+        LogType="Tail",
         Payload=json.dumps(issue_event("tail.example.com", sans=["*.com", "ok.example.com"])),
     )
 

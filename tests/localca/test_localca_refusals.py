@@ -93,22 +93,42 @@ def _der_csr_b64() -> str:
 @pytest.mark.parametrize(
     ("event", "error_type"),
     [
-        pytest.param({"base64_csr_data": base64.b64encode(csr_pem()).decode()}, "KeyError",
-                     id="a missing common_name crashes"),
-        pytest.param({"common_name": "x.example.com", "base64_csr_data": "abc"}, "Error",
-                     id="bad base64 crashes"),
-        pytest.param({"common_name": "x.example.com",
-                      "base64_csr_data": base64.b64encode(b"not a pem").decode()},
-                     "ValueError", id="bad PEM crashes"),
-        pytest.param({"common_name": "x.example.com", "base64_csr_data": _der_csr_b64()},
-                     "ValueError", id="a DER CSR crashes"),
-        pytest.param({"common_name": "x.example.com"}, "TypeError",
-                     id="no CSR at all crashes"),
-        pytest.param({"common_name": "x.example.com", "lifetime": "forever",
-                      "base64_csr_data": base64.b64encode(csr_pem()).decode()},
-                     "ValueError", id="a non-numeric lifetime crashes"),
-        pytest.param(["not", "an", "object"], "AttributeError",
-                     id="an event that is not an object crashes"),
+        pytest.param(
+            {"base64_csr_data": base64.b64encode(csr_pem()).decode()},
+            "KeyError",
+            id="a missing common_name crashes",
+        ),
+        pytest.param(
+            {"common_name": "x.example.com", "base64_csr_data": "abc"},
+            "Error",
+            id="bad base64 crashes",
+        ),
+        pytest.param(
+            {
+                "common_name": "x.example.com",
+                "base64_csr_data": base64.b64encode(b"not a pem").decode(),
+            },
+            "ValueError",
+            id="bad PEM crashes",
+        ),
+        pytest.param(
+            {"common_name": "x.example.com", "base64_csr_data": _der_csr_b64()},
+            "ValueError",
+            id="a DER CSR crashes",
+        ),
+        pytest.param({"common_name": "x.example.com"}, "TypeError", id="no CSR at all crashes"),
+        pytest.param(
+            {
+                "common_name": "x.example.com",
+                "lifetime": "forever",
+                "base64_csr_data": base64.b64encode(csr_pem()).decode(),
+            },
+            "ValueError",
+            id="a non-numeric lifetime crashes",
+        ),
+        pytest.param(
+            ["not", "an", "object"], "AttributeError", id="an event that is not an object crashes"
+        ),
     ],
 )
 def test_crashes_come_back_as_function_errors(client, event, error_type):
@@ -142,14 +162,21 @@ def _extension(oid=EXAMPLE_OID, value=b"device-class-a", critical=False):
 @pytest.mark.parametrize(
     ("extensions", "message"),
     [
-        pytest.param([_extension()],
-                     f"Custom extension OID {EXAMPLE_OID} is not in the configured allowlist",
-                     id="the default empty allowlist refuses every custom extension"),
-        pytest.param([_extension(oid="2.5.29.17")],
-                     "Custom extension OID 2.5.29.17 is reserved and cannot be set by callers",
-                     id="a CA-controlled extension is reserved"),
-        pytest.param([{"value_b64": "AA=="}], "Custom extension is missing required field 'oid'",
-                     id="an extension without oid is refused"),
+        pytest.param(
+            [_extension()],
+            f"Custom extension OID {EXAMPLE_OID} is not in the configured allowlist",
+            id="the default empty allowlist refuses every custom extension",
+        ),
+        pytest.param(
+            [_extension(oid="2.5.29.17")],
+            "Custom extension OID 2.5.29.17 is reserved and cannot be set by callers",
+            id="a CA-controlled extension is reserved",
+        ),
+        pytest.param(
+            [{"value_b64": "AA=="}],
+            "Custom extension is missing required field 'oid'",
+            id="an extension without oid is refused",
+        ),
     ],
 )
 def test_custom_extension_refusals(client, extensions, message):
@@ -174,7 +201,8 @@ def test_an_allow_listed_extension_with_bad_base64_is_refused(local_ca_factory):
     private = local_ca_factory("--extension-allowlist", EXAMPLE_OID)
     bad = {"oid": EXAMPLE_OID, "value_b64": "not base64!!"}
 
-    _, payload = invoke(private.lambda_client(), issue_event("extbad.example.com",
-                                                              extensions=[bad]))
+    _, payload = invoke(
+        private.lambda_client(), issue_event("extbad.example.com", extensions=[bad])
+    )
 
     assert payload == {"error": f"Custom extension OID {EXAMPLE_OID} has an invalid base64 value"}

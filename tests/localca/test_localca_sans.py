@@ -35,51 +35,86 @@ def general_names(payload: dict) -> list[tuple[str, str]] | None:
 @pytest.mark.parametrize(
     ("common_name", "sans", "expected"),
     [
-        pytest.param("cn.example.com", None, [("DNSName", "cn.example.com")],
-                     id="no sans and a domain CN gives the CN as the only DNS SAN"),
-        pytest.param("my workload", None, None,
-                     id="no sans and a CN that is not a domain gives no SAN extension"),
-        pytest.param("cn.example.com", [], [("DNSName", "cn.example.com")],
-                     id="an empty list counts as no sans"),
-        pytest.param("cn.example.com", "one.example.com", [("DNSName", "one.example.com")],
-                     id="a string is one DNS name and the CN is not added"),
-        pytest.param("cn.example.com", ["a.example.com", "b.example.com"],
-                     [("DNSName", "a.example.com"), ("DNSName", "b.example.com")],
-                     id="a list of strings are DNS names"),
-        pytest.param("cn.example.com", ["*.example.net", "*.com", "bad name", "net"],
-                     [("DNSName", "*.example.net")],
-                     id="a wildcard is kept only over a valid domain and invalid names dropped"),
         pytest.param(
             "cn.example.com",
-            [{"type": "DNS_NAME", "value": "www.example.com"},
-             {"type": "IP_ADDRESS", "value": "192.168.1.1"},
-             {"type": "IP_ADDRESS", "value": "2001:db8::1"},
-             {"type": "EMAIL_ADDRESS", "value": "admin@example.com"},
-             {"type": "URL", "value": "https://svc.example.com/path"},
-             {"type": "DN", "value": "CN=Example,O=Org"}],
-            [("DNSName", "www.example.com"), ("IPAddress", "192.168.1.1"),
-             ("IPAddress", "2001:db8::1"), ("RFC822Name", "admin@example.com"),
-             ("UniformResourceIdentifier", "https://svc.example.com/path"),
-             ("DirectoryName", "CN=Example,O=Org")],
+            None,
+            [("DNSName", "cn.example.com")],
+            id="no sans and a domain CN gives the CN as the only DNS SAN",
+        ),
+        pytest.param(
+            "my workload",
+            None,
+            None,
+            id="no sans and a CN that is not a domain gives no SAN extension",
+        ),
+        pytest.param(
+            "cn.example.com",
+            [],
+            [("DNSName", "cn.example.com")],
+            id="an empty list counts as no sans",
+        ),
+        pytest.param(
+            "cn.example.com",
+            "one.example.com",
+            [("DNSName", "one.example.com")],
+            id="a string is one DNS name and the CN is not added",
+        ),
+        pytest.param(
+            "cn.example.com",
+            ["a.example.com", "b.example.com"],
+            [("DNSName", "a.example.com"), ("DNSName", "b.example.com")],
+            id="a list of strings are DNS names",
+        ),
+        pytest.param(
+            "cn.example.com",
+            ["*.example.net", "*.com", "bad name", "net"],
+            [("DNSName", "*.example.net")],
+            id="a wildcard is kept only over a valid domain and invalid names dropped",
+        ),
+        pytest.param(
+            "cn.example.com",
+            [
+                {"type": "DNS_NAME", "value": "www.example.com"},
+                {"type": "IP_ADDRESS", "value": "192.168.1.1"},
+                {"type": "IP_ADDRESS", "value": "2001:db8::1"},
+                {"type": "EMAIL_ADDRESS", "value": "admin@example.com"},
+                {"type": "URL", "value": "https://svc.example.com/path"},
+                {"type": "DN", "value": "CN=Example,O=Org"},
+            ],
+            [
+                ("DNSName", "www.example.com"),
+                ("IPAddress", "192.168.1.1"),
+                ("IPAddress", "2001:db8::1"),
+                ("RFC822Name", "admin@example.com"),
+                ("UniformResourceIdentifier", "https://svc.example.com/path"),
+                ("DirectoryName", "CN=Example,O=Org"),
+            ],
             id="typed SANs of every type",
         ),
         pytest.param(
             "cn.example.com",
-            [{"type": "DNS_NAME", "value": "ok.example.com"},
-             {"type": "IP_ADDRESS", "value": "not-an-ip"},
-             {"type": "EMAIL_ADDRESS", "value": "not-an-email"},
-             {"type": "URL", "value": "spiffe://cluster.local/ns/a/sa/b"},
-             {"type": "BOGUS", "value": "x"}],
+            [
+                {"type": "DNS_NAME", "value": "ok.example.com"},
+                {"type": "IP_ADDRESS", "value": "not-an-ip"},
+                {"type": "EMAIL_ADDRESS", "value": "not-an-email"},
+                {"type": "URL", "value": "spiffe://cluster.local/ns/a/sa/b"},
+                {"type": "BOGUS", "value": "x"},
+            ],
             [("DNSName", "ok.example.com")],
             id="invalid typed SANs and unknown types are dropped",
         ),
-        pytest.param("cn.example.com", {"DNS_NAME": ["a.example.com", "b.example.com"],
-                                        "IP_ADDRESS": "10.0.0.1"},
-                     [("DNSName", "a.example.com"), ("DNSName", "b.example.com"),
-                      ("IPAddress", "10.0.0.1")],
-                     id="the map form takes a list or a single value per type"),
-        pytest.param("cn.example.com", ["bad name"], None,
-                     id="sans given but all invalid gives no SAN extension"),
+        pytest.param(
+            "cn.example.com",
+            {"DNS_NAME": ["a.example.com", "b.example.com"], "IP_ADDRESS": "10.0.0.1"},
+            [("DNSName", "a.example.com"), ("DNSName", "b.example.com"), ("IPAddress", "10.0.0.1")],
+            id="the map form takes a list or a single value per type",
+        ),
+        pytest.param(
+            "cn.example.com",
+            ["bad name"],
+            None,
+            id="sans given but all invalid gives no SAN extension",
+        ),
     ],
 )
 def test_san_rules(client, common_name, sans, expected):
@@ -92,8 +127,7 @@ def test_san_rules(client, common_name, sans, expected):
 
 def test_sans_inside_the_csr_are_ignored(client):
     pem = csr_pem("csrsan.example.com", dns_sans=["evil.example.org"])
-    event = {"common_name": "csrsan.example.com",
-             "base64_csr_data": base64.b64encode(pem).decode()}
+    event = {"common_name": "csrsan.example.com", "base64_csr_data": base64.b64encode(pem).decode()}
 
     _, payload = invoke(client, event)
 

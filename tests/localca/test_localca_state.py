@@ -54,8 +54,13 @@ def test_state_files_are_private(local_ca_factory):
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in private.state_dir.iterdir()}
 
     assert stat.S_IMODE(private.state_dir.stat().st_mode) == 0o700
-    assert modes == {"root-ca.key": 0o600, "root-ca.pem": 0o600, "issuing-ca.key": 0o600,
-                     "issuing-ca.pem": 0o600, "issued.jsonl": 0o600}
+    assert modes == {
+        "root-ca.key": 0o600,
+        "root-ca.pem": 0o600,
+        "issuing-ca.key": 0o600,
+        "issuing-ca.pem": 0o600,
+        "issued.jsonl": 0o600,
+    }
 
 
 def test_the_in_process_server_serves_boto3(tmp_path):
@@ -64,7 +69,9 @@ def test_the_in_process_server_serves_boto3(tmp_path):
 
     with LocalCAServer(Config(state_dir=tmp_path / "state")) as server:
         client = boto3.client(
-            "lambda", endpoint_url=server.endpoint_url, region_name="us-east-1",
+            "lambda",
+            endpoint_url=server.endpoint_url,
+            region_name="us-east-1",
             aws_access_key_id="LOCALCAEXAMPLEKEY000",
             aws_secret_access_key="local-ca-example-secret",
             config=BotoConfig(retries={"max_attempts": 0}),
@@ -94,7 +101,10 @@ def _serve(tmp_path, *args):
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.Popen(
         [sys.executable, "-m", "localca", "serve", "--state-dir", str(tmp_path / "state"), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
     )
 
 

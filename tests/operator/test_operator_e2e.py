@@ -19,7 +19,7 @@ from support.operator_process import (
     wait_for,
 )
 
-from cacore.inspect import chain_problem, key_matches, san_strings
+from cacore.certinfo import chain_problem, key_matches, san_strings
 from cacore.keys import load_private_key, private_key_pem
 
 pytestmark = pytest.mark.timeout(180)
@@ -158,7 +158,7 @@ def test_deleting_the_resource_garbage_collects_the_secret(cluster, operator, ku
     [
         ({"commonName": ""}, "spec.commonName"),
         ({"lifetimeDays": 0}, "spec.lifetimeDays"),
-        ({"lifetimeDays": 400}, "spec.lifetimeDays"),
+        ({"lifetimeDays": 36501}, "spec.lifetimeDays"),
         ({"purposes": ["code_signing"]}, "spec.purposes"),
         ({"sans": ["not a host"]}, "spec.sans"),
         ({"sans": ["IP:10.0.0.300"]}, "spec.sans"),
@@ -168,7 +168,7 @@ def test_deleting_the_resource_garbage_collects_the_secret(cluster, operator, ku
     ids=[
         "an empty common name is refused",
         "a lifetime of 0 days is refused",
-        "a lifetime of 400 days is refused",
+        "a lifetime above 100 years is refused",
         "an unknown purpose is refused",
         "a malformed DNS SAN is refused",
         "a malformed IP SAN is refused",
@@ -289,6 +289,28 @@ def test_an_unknown_issuer_waits_until_its_lambdaca_appears(
         ready(cluster, ns, "waiting", timeout=30)
         secret = get(cluster, "secret", "waiting-tls", ns)
         assert secret["metadata"]["annotations"]["clientcerts.dev/issuer"] == issuer
+    finally:
+        cluster.kubectl("delete", "lambdaca", issuer, "--ignore-not-found")
+
+
+def test_a_lifetime_above_the_issuers_cap_is_a_condition_naming_the_field(
+    cluster, operator, local_ca, kube_namespace
+):
+    """Admission allows long lifetimes (a CA may be deployed with a higher cap); the operator
+    refuses one above its issuer's maxLifetimeDays before calling the CA, in the condition."""
+    ns, issuer = kube_namespace, f"capped-{kube_namespace[-8:]}"
+    apply(cluster, lambdaca_manifest(issuer, local_ca, maxLifetimeDays=90))
+    try:
+        apply(cluster, certificate_manifest("long", ns, issuer=issuer, lifetimeDays=400))
+
+        def invalid():
+            obj = get(cluster, "clientcertificate", "long", ns)
+            return obj if condition(obj).get("reason") == "InvalidSpec" else None
+
+        obj = wait_for(invalid, 30, message="Ready=False InvalidSpec")
+        message = condition(obj)["message"]
+        assert "spec.lifetimeDays" in message and "90" in message, message
+        assert get(cluster, "secret", "long-tls", ns) is None
     finally:
         cluster.kubectl("delete", "lambdaca", issuer, "--ignore-not-found")
 

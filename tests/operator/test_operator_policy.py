@@ -6,11 +6,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from certoperator import reasons
 from certoperator.api import ANNOTATION_ISSUED_AT, ANNOTATION_SPEC_HASH
 from certoperator.conditions import format_time
 from certoperator.policy import (
-    Failure,
+    FailedAttempts,
     RetryPolicy,
     evaluate,
     may_issue,
@@ -21,6 +20,7 @@ from certoperator.policy import (
 from cryptography.hazmat.primitives.asymmetric import ec
 from operator_builders import HASH, NOW, ROOT_KEY, issued_data, make_input, secret
 
+from cacore import renewal
 from cacore.keys import private_key_pem
 from cacore.renewal import RenewalPoint
 
@@ -33,27 +33,27 @@ TRIGGERS = [
     (
         "issue the first certificate when no Secret exists and none was ever issued",
         make_input(secret=None, previously_issued=False),
-        reasons.DOES_NOT_EXIST,
+        renewal.DOES_NOT_EXIST,
     ),
     (
         "re-issue when the Secret was deleted after an issuance",
         make_input(secret=None, previously_issued=True),
-        reasons.SECRET_MISSING,
+        renewal.SECRET_MISSING,
     ),
     (
         "take over a Secret of that name controlled by another object",
         make_input(secret=secret(controller_uid="someone-else")),
-        reasons.SECRET_NOT_OWNED,
+        renewal.SECRET_NOT_OWNED,
     ),
     (
         "take over a Secret controlled by nobody",
         make_input(secret=secret(controller_uid=None)),
-        reasons.SECRET_NOT_OWNED,
+        renewal.SECRET_NOT_OWNED,
     ),
     (
         "re-issue when the Secret has no private key",
         make_input(secret=secret(data={k: v for k, v in _data.items() if k != "tls.key"})),
-        reasons.MISSING_DATA,
+        renewal.MISSING_DATA,
     ),
     (
         "re-issue when the certificate does not parse",
@@ -65,38 +65,38 @@ TRIGGERS = [
                 }
             )
         ),
-        reasons.MISSING_DATA,
+        renewal.MISSING_DATA,
     ),
     (
         "re-issue when the key was replaced by another key",
         make_input(secret=secret(data={**_data, "tls.key": private_key_pem(_other_key)})),
-        reasons.INVALID_KEY_PAIR,
+        renewal.INVALID_KEY_PAIR,
     ),
     (
         "re-issue when the certificate does not chain to ca.crt",
         make_input(secret=secret(data=_foreign_chain)),
-        reasons.INVALID_CHAIN,
+        renewal.INVALID_CHAIN,
     ),
     (
         "re-issue when the spec hash on the Secret differs from the spec",
         make_input(spec_hash="hash-2"),
-        reasons.SPEC_CHANGED,
+        renewal.SPEC_CHANGED,
     ),
     (
         "re-issue when the Secret has no spec hash at all",
         make_input(secret=secret(annotations={})),
-        reasons.SPEC_CHANGED,
+        renewal.SPEC_CHANGED,
     ),
-    ("renew an expired certificate", make_input(secret=secret(data=_expired)), reasons.EXPIRED),
+    ("renew an expired certificate", make_input(secret=secret(data=_expired)), renewal.EXPIRED),
     (
         "renew when two thirds of the lifetime have passed",
         make_input(now=NOW + timedelta(days=19)),
-        reasons.RENEWING,
+        renewal.RENEWING,
     ),
     (
         "renew when the renewal time equals now",
         make_input(renewal=RenewalPoint(before_expiry=timedelta(days=29)), now=NOW),
-        reasons.RENEWING,
+        renewal.RENEWING,
     ),
 ]
 
@@ -122,7 +122,7 @@ def test_a_valid_secret_for_the_current_spec_needs_nothing_and_reports_its_facts
 
 def test_a_foreign_secret_wins_over_its_other_faults():
     inp = make_input(secret=secret(controller_uid="x", annotations={}), spec_hash="other")
-    assert evaluate(inp)[0].reason == reasons.SECRET_NOT_OWNED
+    assert evaluate(inp)[0].reason == renewal.SECRET_NOT_OWNED
 
 
 def test_renew_before_close_to_the_lifetime_renews_seconds_after_issuance():
@@ -166,8 +166,8 @@ def test_facts_use_the_issued_at_annotation_for_jitter():
     assert facts.renewal_time <= NOW + timedelta(days=20)
 
 
-FAIL = Failure(
-    attempts=1, last_failure=NOW, reason=reasons.FAILED, message="x", spec_hash=HASH, transient=True
+FAIL = FailedAttempts(
+    attempts=1, last_failure=NOW, reason=renewal.FAILED, message="x", spec_hash=HASH, transient=True
 )
 POLICY = RetryPolicy(base=2, cap=60, refused_base=3600, refused_cap=86400)
 
@@ -181,7 +181,7 @@ POLICY = RetryPolicy(base=2, cap=60, refused_base=3600, refused_cap=86400)
         (replace(FAIL, attempts=4), NOW, NOW + timedelta(seconds=16)),
         (replace(FAIL, attempts=30), NOW, NOW + timedelta(seconds=60)),
         (
-            replace(FAIL, transient=False, reason=reasons.REFUSED),
+            replace(FAIL, transient=False, reason=renewal.REFUSED),
             NOW + timedelta(minutes=59),
             NOW + timedelta(hours=1),
         ),

@@ -7,7 +7,6 @@ import base64
 from datetime import timedelta
 
 import pytest
-from certoperator import reasons
 from certoperator.api import ANNOTATION_ISSUED_AT, ANNOTATION_SPEC_HASH, LABEL_CERTIFICATE
 from certoperator.conditions import format_time
 from certoperator.reconcile import ObjectState, _retry_rand, secret_body
@@ -15,7 +14,8 @@ from certoperator.spec import parse_spec
 from cryptography.hazmat.primitives.asymmetric import ec
 from operator_builders import ISSUING, NOW, ROOT, issued_data, pem
 
-from cacore.client import Issuance
+from cacore import renewal
+from cacore.edge.client import Issuance
 from cacore.response import IssuedCertificate
 
 BODY = {"metadata": {"name": "app", "namespace": "team", "uid": "uid-9"}}
@@ -83,8 +83,8 @@ def _status(message):
 @pytest.mark.parametrize(
     "status, reason, transient",
     [
-        (_status("Refused: Private key has already been used"), reasons.REFUSED, False),
-        (_status("Failed: TransportError: cannot reach the CA"), reasons.FAILED, True),
+        (_status("Refused: Private key has already been used"), renewal.REFUSED, False),
+        (_status("Failed: TransportError: cannot reach the CA"), renewal.FAILED, True),
     ],
     ids=[
         "a refusal read back after a restart keeps its long backoff",

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from certoperator import reasons, status
+from certoperator import status
 from certoperator.conditions import Condition, format_time, set_condition
-from certoperator.policy import Facts, Failure
-from certoperator.reconcile import resolve_issuer
+from certoperator.policy import Facts, FailedAttempts
+from certoperator.reconcile import check_lifetime, resolve_issuer
 from certoperator.settings import OperatorSettings, from_env
 from certoperator.spec import parse_spec, spec_hash
 from operator_builders import NOW
 
+from cacore import renewal
 from cacore.errors import InvalidRequest
 from cacore.keys import KeySpec
 from cacore.request import San
@@ -73,7 +74,7 @@ def test_defaults_are_a_30_day_ecdsa_p256_client_certificate():
         ({"commonName": " "}, "spec.commonName"),
         ({"commonName": None}, "spec.commonName"),
         ({"lifetimeDays": 0}, "spec.lifetimeDays"),
-        ({"lifetimeDays": 366}, "spec.lifetimeDays"),
+        ({"lifetimeDays": 36501}, "spec.lifetimeDays"),
         ({"purposes": ["code_signing"]}, "spec.purposes"),
         ({"sans": ["ok.example.com", "not a name"]}, "spec.sans[1]"),
         ({"sans": ["IP:10.0.0.300"]}, "spec.sans[0]"),
@@ -91,7 +92,7 @@ def test_defaults_are_a_30_day_ecdsa_p256_client_certificate():
         "a blank common name is refused",
         "a missing common name is refused",
         "a lifetime of 0 days is refused",
-        "a lifetime over 365 days is refused",
+        "a lifetime over the CRD ceiling of 36500 days is refused",
         "an unknown purpose is refused",
         "a malformed DNS SAN is refused with its index",
         "a malformed IP SAN is refused",
@@ -223,31 +224,31 @@ FACTS = Facts(
 
 
 def test_ready_status_then_a_restart_changes_nothing():
-    issued = status.ready({}, FACTS, 1, NOW, reason=reasons.ISSUED)
+    issued = status.ready({}, FACTS, 1, NOW, reason=renewal.ISSUED)
     assert issued["serialNumber"] == "42" and issued["notAfter"] == format_time(FACTS.not_after)
     again = status.ready(issued, FACTS, 1, NOW + timedelta(hours=1))
     assert status.merge_patch(issued, again) is None
 
 
 def test_a_refusal_shows_the_ca_message_and_a_success_clears_the_failure():
-    failure = Failure(
-        1, NOW, reasons.REFUSED, "Private key has already been used for a certificate", "h", False
+    failure = FailedAttempts(
+        1, NOW, renewal.REFUSED, "Private key has already been used for a certificate", "h", False
     )
     failed = status.failed(
-        {}, failure, None, reasons.DOES_NOT_EXIST, NOW + timedelta(hours=1), 1, NOW
+        {}, failure, None, renewal.DOES_NOT_EXIST, NOW + timedelta(hours=1), 1, NOW
     )
     ready = next(c for c in failed["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "Refused"
     assert ready["message"] == "Private key has already been used for a certificate"
     assert failed["failedIssuanceAttempts"] == 1
-    recovered = status.ready(failed, FACTS, 1, NOW, reason=reasons.ISSUED)
+    recovered = status.ready(failed, FACTS, 1, NOW, reason=renewal.ISSUED)
     patch = status.merge_patch(failed, recovered)
     assert patch["failedIssuanceAttempts"] is None and patch["lastFailureTime"] is None
 
 
 def test_a_failed_renewal_keeps_ready_true():
-    failure = Failure(2, NOW, reasons.FAILED, "TransportError: down", "h", True)
-    failed = status.failed({}, failure, FACTS, reasons.RENEWING, NOW, 1, NOW)
+    failure = FailedAttempts(2, NOW, renewal.FAILED, "TransportError: down", "h", True)
+    failed = status.failed({}, failure, FACTS, renewal.RENEWING, NOW, 1, NOW)
     ready = next(c for c in failed["conditions"] if c["type"] == "Ready")
     issuing = next(c for c in failed["conditions"] if c["type"] == "Issuing")
     assert (
@@ -255,3 +256,36 @@ def test_a_failed_renewal_keeps_ready_true():
         and issuing["status"] == "True"
         and issuing["reason"] == "Renewing"
     )
+
+
+@pytest.mark.parametrize(
+    "lambdaca, days, refused",
+    [
+        ({"functionName": "serverless-tls-cert-dev"}, 365, False),
+        ({"functionName": "serverless-tls-cert-dev"}, 366, True),
+        ({"functionName": "serverless-tls-cert-dev", "maxLifetimeDays": 730}, 730, False),
+        ({"functionName": "serverless-tls-cert-dev", "maxLifetimeDays": 730}, 731, True),
+    ],
+    ids=[
+        "365 days fit the default cap",
+        "366 days exceed the default cap of 365",
+        "a LambdaCA whose CA allows 730 days takes 730",
+        "and refuses 731 naming spec.lifetimeDays",
+    ],
+)
+def test_the_lifetime_cap_is_the_issuers_setting(lambdaca, days, refused):
+    cert = parse_spec(
+        {
+            "commonName": "a.example.com",
+            "secretName": "s",
+            "lifetimeDays": days,
+            "issuerRef": {"name": "prod"},
+        }
+    )
+    name, config = resolve_issuer(cert, OperatorSettings(), {"prod": lambdaca})
+    if not refused:
+        check_lifetime(cert, name, config)
+        return
+    with pytest.raises(InvalidRequest) as caught:
+        check_lifetime(cert, name, config)
+    assert caught.value.field == "spec.lifetimeDays"

@@ -18,9 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sidecar_process import ROOT, Sidecar, log_lines, mode_of, run_mode, sidecar_env, wait_for
 
-from cacore.files import AtomicDirectoryWriter, Ownership, read_credential_set
-from cacore.inspect import chain_problem, key_matches, split_pem_certificates
-from cacore.keys import generate_key, load_private_key, private_key_pem
+from cacore.certinfo import chain_problem, key_matches, split_pem_certificates
+from cacore.credentials import Ownership
+from cacore.edge.files import AtomicDirectoryWriter, read_credential_set
+from cacore.edge.keygen import generate_key
+from cacore.keys import load_private_key, private_key_pem
 
 # Renew a few seconds after issuance: lifetime 1 day + the CA's 5-minute backdating = 86700 s.
 SOON = {"lifetime_days": 1, "renewal_point": "86697s", "jitter": 0, "min_renewal_interval": "1s"}

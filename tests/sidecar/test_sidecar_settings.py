@@ -19,7 +19,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "sidecar.md"
 
 BAD = [
     ("CERT_SIDECAR_LIFETIME_DAYS", "abc", "whole number"),
-    ("CERT_SIDECAR_LIFETIME_DAYS", "400", "out of range"),
+    ("CERT_SIDECAR_LIFETIME_DAYS", "400", "the CA's maximum"),
     ("CERT_SIDECAR_SANS", "IP:1.2.3", "IP_ADDRESS"),
     ("CERT_SIDECAR_SANS", '[{"type": "DNS_NAME"}]', "sans[0]"),
     ("CERT_SIDECAR_SANS", "[not json", "JSON"),
@@ -134,3 +134,15 @@ def test_help_lists_every_setting_with_its_variable():
     assert result.returncode == 0, result.stderr
     for option in OPTIONS:
         assert option.variables[0] in result.stdout
+
+
+def test_the_cas_maximum_lifetime_is_a_setting_defaulting_to_365():
+    base = {"CERT_SIDECAR_COMMON_NAME": "app.example.com"}
+    with pytest.raises(SettingsError) as caught:
+        load([], {**base, "CERT_SIDECAR_LIFETIME_DAYS": "400"})
+    assert "CERT_SIDECAR_LIFETIME_DAYS" in str(caught.value) and "365" in str(caught.value)
+    settings = load(
+        [], {**base, "CERT_SIDECAR_LIFETIME_DAYS": "400", "CERT_SIDECAR_MAX_LIFETIME_DAYS": "730"}
+    )
+    assert settings.request is not None and settings.request.lifetime_days == 400
+    assert settings.ca.max_lifetime_days == 730

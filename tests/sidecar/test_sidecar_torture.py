@@ -11,7 +11,7 @@ import sys
 import pytest
 from sidecar_process import Sidecar, run_mode
 
-from cacore.files import read_credential_set
+from cacore.edge.files import read_credential_set
 
 # Every certificate is due at once (86690 s before expiry of a 86700 s validity), no floor.
 ALWAYS_DUE = {

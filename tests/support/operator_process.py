@@ -39,7 +39,7 @@ def install_crds(kube: Any) -> None:
     )
 
 
-def lambdaca_manifest(name: str, local_ca: Any) -> dict:
+def lambdaca_manifest(name: str, local_ca: Any, **spec: Any) -> dict:
     return {
         "apiVersion": "clientcerts.dev/v1alpha1",
         "kind": "LambdaCA",
@@ -48,6 +48,7 @@ def lambdaca_manifest(name: str, local_ca: Any) -> dict:
             "functionName": local_ca.function_name,
             "region": local_ca.region,
             "endpointUrl": local_ca.endpoint_url,
+            **spec,
         },
     }
 

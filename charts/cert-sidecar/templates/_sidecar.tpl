@@ -65,6 +65,7 @@ context (`.`) and reads the settings under `.Values "cert-sidecar"`, over this l
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_COUNTRY" $c.country) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_EMAIL_ADDRESS" $c.emailAddress) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_LIFETIME_DAYS" $c.lifetimeDays) }}
+{{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_MAX_LIFETIME_DAYS" $c.maxLifetimeDays) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_PURPOSES" (join "," ($c.purposes | default list))) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_EXTENDED_KEY_USAGES" (join "," ($c.extendedKeyUsages | default list))) }}
 {{- include "cert-sidecar.envVar" (list "CERT_SIDECAR_KEY_ALGORITHM" $c.keyAlgorithm) }}

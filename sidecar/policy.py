@@ -1,51 +1,47 @@
-"""What to do next, as pure policy: facts on disk + what is wanted + now -> a ``Decision``.
+"""The sidecar's checks: facts on disk + what is wanted + now -> a ``Decision``.
 
-Each check looks at one thing and returns ``(reason, message)`` when it finds a problem; a chain
-returns the first one found. The readiness chain (is there a usable certificate?) is a prefix of
-the issuance chain, so ``check`` mode, ``/readyz`` and the loop agree. Reasons are a closed,
-documented vocabulary used verbatim in logs and metrics.
+Each check looks at one thing and returns a ``Verdict`` (a reason from ``cacore.renewal``'s
+vocabulary and a message) when it finds a problem; a chain returns the first one found. The
+readiness chain (is there a usable certificate?) is a prefix of the issuance chain, so ``check``
+mode, ``/readyz`` and the loop agree. When to renew is ``cacore.renewal.renew_at``, the same rule
+the operator uses.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from cacore import inspect
+from cacore import certinfo
 from cacore.keys import SUBJECT_OIDS, KeySpec, key_spec_of
 from cacore.names import is_domain_name
-from cacore.renewal import RenewalPoint, is_due, renewal_time, with_jitter
+from cacore.renewal import (
+    DEFAULT_POLICY,
+    DOES_NOT_EXIST,
+    INVALID_CERTIFICATE,
+    INVALID_KEY,
+    INVALID_KEY_PAIR,
+    KEY_ALGORITHM_MISMATCH,
+    MISSING_FILE,
+    PURPOSES_MISMATCH,
+    SANS_MISMATCH,
+    SUBJECT_MISMATCH,
+    UP_TO_DATE,
+    RenewalPolicy,
+    Verdict,
+    certificate_renew_at,
+    renewal_due,
+)
+from cacore.renewal import expired as expired_at
 from cacore.request import CertificateRequest, San
 from sidecar.observe import Observed
 
-# Reasons, each a cause to issue now (except UP_TO_DATE).
-DOES_NOT_EXIST = "DoesNotExist"  # nothing published in the output directory yet
-MISSING_FILE = "MissingFile"  # the published set lacks the key or the certificate
-INVALID_KEY = "InvalidKey"  # the key file does not parse
-INVALID_CERTIFICATE = "InvalidCertificate"  # the certificate file does not parse
-INVALID_KEY_PAIR = "InvalidKeyPair"  # the certificate is not for the key beside it
-EXPIRED = "Expired"  # the certificate's notAfter has passed
-SUBJECT_MISMATCH = "SubjectMismatch"  # the configured subject changed
-SANS_MISMATCH = "SANsMismatch"  # the configured SANs changed
-KEY_ALGORITHM_MISMATCH = "KeyAlgorithmMismatch"  # the configured key algorithm changed
-PURPOSES_MISMATCH = "PurposesMismatch"  # a configured purpose is not in the certificate
-RENEWING = "Renewing"  # the renewal time has come
-UP_TO_DATE = "UpToDate"  # nothing to do until the renewal time
-
-Problem = tuple[str, str] | None
-
-
-@dataclass(frozen=True)
-class Policy:
-    point: RenewalPoint = RenewalPoint()
-    jitter: float = 0.0
-    min_interval: timedelta = timedelta(0)
+Found = Verdict | None
 
 
 @dataclass(frozen=True)
@@ -65,45 +61,42 @@ class Decision:
 # --- readiness checks: is a usable certificate in place? ---------------------------------
 
 
-def nothing_published(observed: Observed, now: datetime) -> Problem:
+def nothing_published(observed: Observed, now: datetime) -> Found:
     if not observed.published:
-        return DOES_NOT_EXIST, "no credential set has been published yet"
+        return Verdict(DOES_NOT_EXIST, "no credential set has been published yet")
     return None
 
 
-def file_missing(observed: Observed, now: datetime) -> Problem:
+def file_missing(observed: Observed, now: datetime) -> Found:
     if observed.missing:
-        return MISSING_FILE, f"the credential set lacks {', '.join(observed.missing)}"
+        return Verdict(MISSING_FILE, f"the credential set lacks {', '.join(observed.missing)}")
     return None
 
 
-def key_invalid(observed: Observed, now: datetime) -> Problem:
+def key_invalid(observed: Observed, now: datetime) -> Found:
     if observed.key is None:
-        return INVALID_KEY, observed.key_problem or "no private key"
+        return Verdict(INVALID_KEY, observed.key_problem or "no private key")
     return None
 
 
-def certificate_invalid(observed: Observed, now: datetime) -> Problem:
+def certificate_invalid(observed: Observed, now: datetime) -> Found:
     if observed.certificate is None:
-        return INVALID_CERTIFICATE, observed.certificate_problem or "no certificate"
+        return Verdict(INVALID_CERTIFICATE, observed.certificate_problem or "no certificate")
     return None
 
 
-def key_pair_mismatch(observed: Observed, now: datetime) -> Problem:
+def key_pair_mismatch(observed: Observed, now: datetime) -> Found:
     if not observed.key_matches:
-        return INVALID_KEY_PAIR, "the certificate's public key is not the private key's"
+        return Verdict(INVALID_KEY_PAIR, "the certificate's public key is not the private key's")
     return None
 
 
-def expired(observed: Observed, now: datetime) -> Problem:
+def expired(observed: Observed, now: datetime) -> Found:
     assert observed.certificate is not None  # guarded by certificate_invalid earlier
-    not_after = observed.certificate.not_valid_after_utc
-    if now >= not_after:
-        return EXPIRED, f"the certificate expired at {not_after.isoformat()}"
-    return None
+    return expired_at(observed.certificate.not_valid_after_utc, now)
 
 
-READINESS_CHECKS: tuple[Callable[[Observed, datetime], Problem], ...] = (
+READINESS_CHECKS: tuple[Callable[[Observed, datetime], Found], ...] = (
     nothing_published,
     file_missing,
     key_invalid,
@@ -113,7 +106,7 @@ READINESS_CHECKS: tuple[Callable[[Observed, datetime], Problem], ...] = (
 )
 
 
-def readiness_problem(observed: Observed, now: datetime) -> Problem:
+def readiness_problem(observed: Observed, now: datetime) -> Found:
     """The first reason the files on disk are not a usable credential set, or None."""
     for check in READINESS_CHECKS:
         problem = check(observed, now)
@@ -130,12 +123,14 @@ _PURPOSE_OIDS = {
 }
 
 
-def subject_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Problem:
+def subject_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Found:
     # Only the configured attributes are compared: the CA may fill others in from its defaults.
     for name, wanted in request.subject.fields().items():
         found = [str(a.value) for a in cert.subject.get_attributes_for_oid(SUBJECT_OIDS[name])]
         if found != [wanted]:
-            return SUBJECT_MISMATCH, f"{name} is {found[0] if found else None!r}, want {wanted!r}"
+            return Verdict(
+                SUBJECT_MISMATCH, f"{name} is {found[0] if found else None!r}, want {wanted!r}"
+            )
     return None
 
 
@@ -165,64 +160,43 @@ def expected_sans(request: CertificateRequest) -> frozenset[tuple[str, str]]:
 
 
 def certificate_sans(cert: x509.Certificate) -> frozenset[tuple[str, str]]:
-    return frozenset(_normal_san(s.type, s.value) for s in inspect.certificate_sans(cert))
+    return frozenset(_normal_san(s.type, s.value) for s in certinfo.certificate_sans(cert))
 
 
-def sans_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Problem:
+def sans_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Found:
     wanted, found = expected_sans(request), certificate_sans(cert)
     if wanted != found:
         missing = sorted(f"{t}:{v}" for t, v in wanted - found)
         extra = sorted(f"{t}:{v}" for t, v in found - wanted)
-        return SANS_MISMATCH, f"SANs differ (missing {missing}, unexpected {extra})"
+        return Verdict(SANS_MISMATCH, f"SANs differ (missing {missing}, unexpected {extra})")
     return None
 
 
-def purposes_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Problem:
+def purposes_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Found:
     try:
         usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     except x509.ExtensionNotFound:
         usages = set()
     lacking = [p for p in request.purposes if _PURPOSE_OIDS[p] not in usages]
     if lacking:
-        return PURPOSES_MISMATCH, f"the certificate lacks the purposes {lacking}"
+        return Verdict(PURPOSES_MISMATCH, f"the certificate lacks the purposes {lacking}")
     return None
 
 
-def key_algorithm_mismatch(observed: Observed, spec: KeySpec) -> Problem:
+def key_algorithm_mismatch(observed: Observed, spec: KeySpec) -> Found:
     assert observed.key is not None
     found = key_spec_of(observed.key)
     if found != spec:
-        return KEY_ALGORITHM_MISMATCH, f"the key is {found}, want {spec}"
+        return Verdict(KEY_ALGORITHM_MISMATCH, f"the key is {found}, want {spec}")
     return None
 
 
-# --- when to renew -------------------------------------------------------------------------
-
-
-def jitter_fraction(serial: int) -> float:
-    """A stable number in [0, 1) per certificate: the same after a restart, different across a
-    fleet (serials are random), so no randomness needs to be stored."""
-    digest = hashlib.sha256(str(serial).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def renew_at(
-    cert: x509.Certificate, policy: Policy, last_issued_at: datetime | None = None
-) -> datetime:
-    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
-    at = renewal_time(not_before, not_after, policy.point)
-    at = with_jitter(at, not_before, policy.jitter, jitter_fraction(cert.serial_number))
-    if last_issued_at is not None:
-        at = max(at, last_issued_at + policy.min_interval)
-    return at
-
-
-def decide(
+def evaluate(
     observed: Observed,
     request: CertificateRequest,
     spec: KeySpec,
     now: datetime,
-    policy: Policy = Policy(),
+    policy: RenewalPolicy = DEFAULT_POLICY,
     last_issued_at: datetime | None = None,
 ) -> Decision:
     """Issue now (with the first reason found) or wait until the renewal time.
@@ -233,7 +207,7 @@ def decide(
     """
     problem = readiness_problem(observed, now)
     if problem:
-        return Decision(problem[0], problem[1], issue=True)
+        return Decision(problem.reason, problem.message, issue=True)
     cert = observed.certificate
     assert cert is not None
     not_after = cert.not_valid_after_utc
@@ -247,14 +221,13 @@ def decide(
     if problem:
         if floor and now < floor:
             return Decision(
-                UP_TO_DATE, problem[1], issue=False, renew_at=floor, not_after=not_after
+                UP_TO_DATE, problem.message, issue=False, renew_at=floor, not_after=not_after
             )
-        return Decision(problem[0], problem[1], issue=True, not_after=not_after)
-    at = renew_at(cert, policy, last_issued_at)
-    if is_due(now, at):
-        return Decision(
-            RENEWING, f"renewal was due at {at.isoformat()}", issue=True, not_after=not_after
-        )
+        return Decision(problem.reason, problem.message, issue=True, not_after=not_after)
+    at = certificate_renew_at(cert, policy, last_issued_at)
+    due = renewal_due(at, now)
+    if due:
+        return Decision(due.reason, due.message, issue=True, not_after=not_after)
     return Decision(
         UP_TO_DATE,
         f"valid until {not_after.isoformat()}, renewing at {at.isoformat()}",

@@ -11,11 +11,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cacore import renewal
 from cacore.credentials import FileNames
 from cacore.keys import KeySpec, private_key_pem
-from cacore.renewal import RenewalPoint
+from cacore.renewal import RenewalPoint, RenewalPolicy, certificate_renew_at
 from cacore.request import CertificateRequest, San, Subject
-from sidecar import decide as d
+from sidecar import policy as d
 from sidecar.observe import NOTHING, Observed, observe
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)  # issue time; the CA backdates notBefore by 5 minutes
@@ -71,42 +72,42 @@ def seen(cert=None, key=KEY):
 NOW = T0 + timedelta(days=1)
 
 ISSUE_ROWS = [
-    ("issue as nothing was ever published", NOTHING, REQUEST, NOW, d.DOES_NOT_EXIST),
+    ("issue as nothing was ever published", NOTHING, REQUEST, NOW, renewal.DOES_NOT_EXIST),
     (
         "issue as the published set lacks the key",
         Observed(published=True, missing=("tls.key",)),
         REQUEST,
         NOW,
-        d.MISSING_FILE,
+        renewal.MISSING_FILE,
     ),
     (
         "issue as the key does not parse",
         Observed(published=True, key_problem="garbage"),
         REQUEST,
         NOW,
-        d.INVALID_KEY,
+        renewal.INVALID_KEY,
     ),
     (
         "issue as the certificate belongs to another key",
         seen(leaf(key=OTHER_KEY)),
         REQUEST,
         NOW,
-        d.INVALID_KEY_PAIR,
+        renewal.INVALID_KEY_PAIR,
     ),
-    ("issue as the certificate expired", seen(), REQUEST, T0 + timedelta(days=31), d.EXPIRED),
+    ("issue as the certificate expired", seen(), REQUEST, T0 + timedelta(days=31), renewal.EXPIRED),
     (
         "issue as the common name changed",
         seen(),
         CertificateRequest(subject=Subject("other.example.com")),
         NOW,
-        d.SUBJECT_MISMATCH,
+        renewal.SUBJECT_MISMATCH,
     ),
     (
         "issue as an organization was configured",
         seen(),
         CertificateRequest(subject=Subject("app.example.com", organization="Example")),
         NOW,
-        d.SUBJECT_MISMATCH,
+        renewal.SUBJECT_MISMATCH,
     ),
     (
         "issue as a SAN was added",
@@ -116,7 +117,7 @@ ISSUE_ROWS = [
             sans=(San("DNS_NAME", "app.example.com"), San("IP_ADDRESS", "10.0.0.1")),
         ),
         NOW,
-        d.SANS_MISMATCH,
+        renewal.SANS_MISMATCH,
     ),
     (
         "issue as server_auth was added to the purposes",
@@ -125,9 +126,15 @@ ISSUE_ROWS = [
             subject=Subject("app.example.com"), purposes=("client_auth", "server_auth")
         ),
         NOW,
-        d.PURPOSES_MISMATCH,
+        renewal.PURPOSES_MISMATCH,
     ),
-    ("issue at two thirds of the lifetime", seen(), REQUEST, T0 + timedelta(days=21), d.RENEWING),
+    (
+        "issue at two thirds of the lifetime",
+        seen(),
+        REQUEST,
+        T0 + timedelta(days=21),
+        renewal.RENEWING,
+    ),
 ]
 
 
@@ -135,7 +142,7 @@ ISSUE_ROWS = [
     "observed, request_, now, reason", [r[1:] for r in ISSUE_ROWS], ids=[r[0] for r in ISSUE_ROWS]
 )
 def test_decide_issues_with_the_first_reason_found(observed, request_, now, reason):
-    decision = d.decide(observed, request_, P256, now)
+    decision = d.evaluate(observed, request_, P256, now)
     assert (decision.reason, decision.issue) == (reason, True)
 
 
@@ -169,14 +176,14 @@ WAIT_ROWS = [
     "observed, request_, now", [r[1:] for r in WAIT_ROWS], ids=[r[0] for r in WAIT_ROWS]
 )
 def test_decide_waits_for_a_matching_certificate(observed, request_, now):
-    decision = d.decide(observed, request_, P256, now)
-    assert (decision.reason, decision.issue) == (d.UP_TO_DATE, False), decision.message
+    decision = d.evaluate(observed, request_, P256, now)
+    assert (decision.reason, decision.issue) == (renewal.UP_TO_DATE, False), decision.message
     assert decision.renew_at is not None and decision.renew_at > now
 
 
 def test_a_changed_key_algorithm_reissues():
-    decision = d.decide(seen(), REQUEST, KeySpec("RSA", 2048), NOW)
-    assert decision.reason == d.KEY_ALGORITHM_MISMATCH
+    decision = d.evaluate(seen(), REQUEST, KeySpec("RSA", 2048), NOW)
+    assert decision.reason == renewal.KEY_ALGORITHM_MISMATCH
 
 
 RENEW_ROWS = [
@@ -202,32 +209,34 @@ RENEW_ROWS = [
     "point, jitter, offset", [r[1:] for r in RENEW_ROWS], ids=[r[0] for r in RENEW_ROWS]
 )
 def test_renewal_time_follows_the_renewal_point(point, jitter, offset):
-    decision = d.decide(seen(), REQUEST, P256, NOW, d.Policy(point=point, jitter=jitter))
+    decision = d.evaluate(seen(), REQUEST, P256, NOW, RenewalPolicy(point=point, jitter=jitter))
     expected = (T0 - timedelta(minutes=5) + offset).replace(microsecond=0)
     assert decision.renew_at == expected
 
 
 def test_jitter_moves_renewal_earlier_stably_per_serial_and_apart_across_serials():
-    policy = d.Policy(jitter=0.2)
-    plain = d.decide(seen(), REQUEST, P256, NOW).renew_at
-    times = {d.renew_at(leaf(serial=s), policy) for s in range(1000, 1020)}
+    policy = RenewalPolicy(jitter=0.2)
+    plain = d.evaluate(seen(), REQUEST, P256, NOW).renew_at
+    times = {certificate_renew_at(leaf(serial=s), policy) for s in range(1000, 1020)}
     assert len(times) == 20, "a fleet issued together must not renew at the same moment"
     lifetime_so_far = plain - (T0 - timedelta(minutes=5))
     assert all(plain - lifetime_so_far * 0.2 <= t <= plain for t in times)
-    assert d.renew_at(leaf(serial=1000), policy) == d.renew_at(leaf(serial=1000), policy)
+    assert certificate_renew_at(leaf(serial=1000), policy) == certificate_renew_at(
+        leaf(serial=1000), policy
+    )
 
 
 def test_min_interval_holds_back_an_always_due_renewal_but_not_a_missing_certificate():
-    policy = d.Policy(
+    policy = RenewalPolicy(
         point=RenewalPoint(before_expiry=timedelta(days=30, minutes=4)),
         min_interval=timedelta(seconds=30),
     )
     just_issued = T0 + timedelta(seconds=1)
-    held = d.decide(seen(), REQUEST, P256, just_issued, policy, last_issued_at=T0)
+    held = d.evaluate(seen(), REQUEST, P256, just_issued, policy, last_issued_at=T0)
     assert (held.issue, held.renew_at) == (False, T0 + timedelta(seconds=30))
-    due = d.decide(seen(), REQUEST, P256, T0 + timedelta(seconds=30), policy, last_issued_at=T0)
-    assert (due.issue, due.reason) == (True, d.RENEWING)
-    missing = d.decide(NOTHING, REQUEST, P256, just_issued, policy, last_issued_at=T0)
+    due = d.evaluate(seen(), REQUEST, P256, T0 + timedelta(seconds=30), policy, last_issued_at=T0)
+    assert (due.issue, due.reason) == (True, renewal.RENEWING)
+    missing = d.evaluate(NOTHING, REQUEST, P256, just_issued, policy, last_issued_at=T0)
     assert missing.issue
 
 
@@ -239,8 +248,8 @@ def test_observe_reads_a_real_set_and_notices_each_kind_of_damage():
     good = observe({"tls.key": private_key_pem(KEY), "tls.crt": cert_pem}, names)
     assert good.key_matches and d.readiness_problem(good, NOW) is None
     swapped = observe({"tls.key": private_key_pem(OTHER_KEY), "tls.crt": cert_pem}, names)
-    assert d.readiness_problem(swapped, NOW)[0] == d.INVALID_KEY_PAIR
+    assert d.readiness_problem(swapped, NOW).reason == renewal.INVALID_KEY_PAIR
     broken = observe({"tls.key": b"nope", "tls.crt": cert_pem}, names)
-    assert d.readiness_problem(broken, NOW)[0] == d.INVALID_KEY
+    assert d.readiness_problem(broken, NOW).reason == renewal.INVALID_KEY
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     assert observe({"tls.key": private_key_pem(rsa_key)}, names).missing == ("tls.crt",)

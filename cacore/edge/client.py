@@ -8,10 +8,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cacore.config import CAConfig, validate_config
 from cacore.csr import load_csr
+from cacore.edge import aws
+from cacore.edge.keygen import build_csr, generate_key
 from cacore.errors import (
     AccessDenied,
     CAError,
@@ -21,8 +23,8 @@ from cacore.errors import (
     Throttled,
     TransportError,
 )
-from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey, build_csr, generate_key
-from cacore.request import CertificateRequest, to_event, validate
+from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey
+from cacore.request import DEFAULT_MAX_LIFETIME_DAYS, CertificateRequest, to_event, validate
 from cacore.response import CAChain, IssuedCertificate, parse_ca_chain, parse_issued, verify_issued
 
 _ACCESS_CODES = {
@@ -44,24 +46,15 @@ class Invoker(Protocol):
 
 
 class LambdaTransport:
-    def __init__(
-        self, config: CAConfig, session_factory: Callable[[], object] | None = None
-    ) -> None:
+    def __init__(self, config: CAConfig, session_factory: Callable[[], Any] | None = None) -> None:
         self.config = validate_config(config)
         self._session_factory = session_factory
-        self._client: object | None = None
+        self._client: Any = None
 
-    def _make_client(self) -> object:
-        import boto3  # boto3 costs ~0.3 s to import; only pay it when a call is made
+    def _make_client(self) -> Any:
         from botocore.config import Config
 
-        session = (
-            self._session_factory()
-            if self._session_factory
-            else boto3.session.Session(profile_name=self.config.profile)
-        )
-        if self.config.role_arn:
-            session = _assume_role_session(session, self.config)
+        session = aws.session(self.config.access, self._session_factory)
         region = self.config.function_region or self.config.region or session.region_name
         if not region:
             raise ConfigurationError(
@@ -82,7 +75,7 @@ class LambdaTransport:
         )
 
     @property
-    def client(self) -> object:
+    def client(self) -> Any:
         if self._client is None:
             try:
                 self._client = self._make_client()
@@ -104,7 +97,7 @@ class LambdaTransport:
 
         client = self.client
         try:
-            response = client.invoke(  # type: ignore[attr-defined]
+            response = client.invoke(
                 FunctionName=self.config.function,
                 InvocationType="RequestResponse",
                 Payload=json.dumps(event).encode(),
@@ -125,13 +118,14 @@ class LambdaTransport:
         return payload, response.get("FunctionError")
 
 
-def _client_error(error: Exception) -> CAError:
-    details = error.response.get("Error", {})  # type: ignore[attr-defined]
+def _client_error(error: Any) -> CAError:
+    """A botocore ``ClientError`` as the core's error."""
+    details = error.response.get("Error", {})
     code = str(details.get("Code", ""))
     message = str(details.get("Message", "")) or code
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))  # type: ignore[attr-defined]
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
     if code in _THROTTLE_CODES or status == 429:
-        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})  # type: ignore[attr-defined]
+        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         retry_after = headers.get("retry-after")
         return Throttled(f"{code}: {message}", float(retry_after) if retry_after else None)
     if code in _ACCESS_CODES or status == 403:
@@ -141,33 +135,6 @@ def _client_error(error: Exception) -> CAError:
     if status >= 500:
         return TransportError(f"Lambda service error {code}: {message}")
     return CAError(f"{code}: {message}")
-
-
-def _assume_role_session(base: object, config: CAConfig) -> object:
-    """A session whose credentials come from STS AssumeRole and refresh themselves before they
-    expire, so a sidecar running for months keeps working."""
-    import boto3
-    import botocore.session
-    from botocore.credentials import RefreshableCredentials
-
-    sts = base.client("sts", region_name=config.region or base.region_name)  # type: ignore[attr-defined]
-
-    def refresh() -> dict:
-        creds = sts.assume_role(RoleArn=config.role_arn, RoleSessionName=config.role_session_name)[
-            "Credentials"
-        ]
-        return {
-            "access_key": creds["AccessKeyId"],
-            "secret_key": creds["SecretAccessKey"],
-            "token": creds["SessionToken"],
-            "expiry_time": creds["Expiration"].isoformat(),
-        }
-
-    core = botocore.session.get_session()
-    core._credentials = RefreshableCredentials.create_from_metadata(  # noqa: SLF001
-        metadata=refresh(), refresh_using=refresh, method="sts-assume-role"
-    )
-    return boto3.session.Session(botocore_session=core, region_name=base.region_name)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -180,13 +147,19 @@ class Issuance:
 
 
 class CAClient:
-    def __init__(self, invoker: Invoker, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        invoker: Invoker,
+        clock: Callable[[], float] = time.monotonic,
+        max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
+    ) -> None:
         self.invoker = invoker
         self.clock = clock
+        self.max_lifetime_days = max_lifetime_days
 
     def issue(self, request: CertificateRequest, key: PrivateKey) -> IssuedCertificate:
         """Validate, send, parse and verify; raises a ``CAError`` and returns nothing unverified."""
-        validate(request)
+        validate(request, self.max_lifetime_days)
         csr_pem = build_csr(key, request.subject)
         payload, function_error = self.invoker.invoke(to_event(request, csr_pem))
         issued = parse_issued(payload, function_error)
@@ -194,7 +167,7 @@ class CAClient:
 
     def issue_csr(self, request: CertificateRequest, csr_pem: bytes) -> IssuedCertificate:
         """Certify a CSR made elsewhere (a partner's); the result must carry the CSR's key."""
-        validate(request)
+        validate(request, self.max_lifetime_days)
         public_key = load_csr(csr_pem).public_key()
         payload, function_error = self.invoker.invoke(to_event(request, csr_pem))
         return verify_issued(parse_issued(payload, function_error), public_key)
@@ -203,7 +176,7 @@ class CAClient:
         self, request: CertificateRequest, spec: KeySpec = DEFAULT_KEY
     ) -> Issuance:
         """The whole job: a fresh key (the CA refuses reused keys), CSR, call, verification."""
-        validate(request)
+        validate(request, self.max_lifetime_days)
         started = self.clock()
         key = generate_key(spec)
         certificate = self.issue(request, key)
@@ -215,4 +188,4 @@ class CAClient:
 
 
 def ca_client(config: CAConfig) -> CAClient:
-    return CAClient(LambdaTransport(config))
+    return CAClient(LambdaTransport(config), max_lifetime_days=config.max_lifetime_days)

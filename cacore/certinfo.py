@@ -94,6 +94,13 @@ _SAN_TYPES = {
 }
 
 
+def dn_as_written(name: x509.Name) -> str:
+    """A directory name in the order its RDNs are encoded, which is the order the CA's request
+    wrote them (``CN=app,O=Example`` is encoded CN first). RFC 4514's own string form reverses
+    the sequence, so it would show a CA-issued name backwards."""
+    return ",".join(rdn.rfc4514_string() for rdn in name.rdns)
+
+
 def sans_of(names: Iterable[x509.GeneralName]) -> tuple[San, ...]:
     """The contract's typed SANs for the names of a certificate's or a CSR's SAN extension."""
     sans = []
@@ -101,7 +108,7 @@ def sans_of(names: Iterable[x509.GeneralName]) -> tuple[San, ...]:
         san_type = _SAN_TYPES.get(type(name))
         if san_type:
             value = (
-                name.value.rfc4514_string() if isinstance(name, x509.DirectoryName) else name.value
+                dn_as_written(name.value) if isinstance(name, x509.DirectoryName) else name.value
             )
             sans.append(San(san_type, str(value)))
     return tuple(sans)

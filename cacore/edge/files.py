@@ -11,21 +11,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cacore.credentials import DEFAULT_OWNERSHIP, Ownership
+
 DATA_LINK = "..data"
 _TMP_LINK = "..data_tmp"
-
-
-@dataclass(frozen=True)
-class Ownership:
-    uid: int | None = None
-    gid: int | None = None
-    file_mode: int = 0o644
-    private_mode: int = 0o600
-    dir_mode: int = 0o755
 
 
 def _fsync_dir(path: Path) -> None:
@@ -79,7 +71,7 @@ class AtomicDirectoryWriter:
     def __init__(
         self,
         directory: Path,
-        owner: Ownership = Ownership(),
+        owner: Ownership = DEFAULT_OWNERSHIP,
         durable: bool = False,
         grace_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
@@ -97,7 +89,7 @@ class AtomicDirectoryWriter:
             if "/" in name or name.startswith(".."):
                 raise ValueError(f"file name {name!r} must be a plain name")
         self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y_%m_%d_%H_%M_%S.%f")
+        stamp = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y_%m_%d_%H_%M_%S.%f")
         version = Path(tempfile.mkdtemp(prefix=f"..{stamp}.", dir=self.directory))
         try:
             for name, content in files.items():

@@ -1,22 +1,25 @@
-"""Reading the CA's DynamoDB table (the imperative shell around ``records``)."""
+"""Reading the CA's DynamoDB table of issued certificates (the imperative shell around
+``records``), through the project's one AWS session: the same profile, role and region as the
+CA calls."""
 
 from __future__ import annotations
 
+from cacore.config import AWSAccess
+from cacore.edge import aws
 from gitops.errors import GitopsError
 from gitops.records import IssuedRecord, parse_item
 
 
 class CATable:
-    def __init__(self, table: str, region: str | None, endpoint_url: str | None = None) -> None:
-        import boto3  # ~0.3 s: only commands that read the table pay for it
-        from botocore.config import Config
+    def __init__(self, table: str, access: AWSAccess, endpoint_url: str | None = None) -> None:
+        from botocore.config import Config  # ~0.3 s: only commands that read the table pay
 
         self.table = table
         self.endpoint_url = endpoint_url
         try:
-            self.client = boto3.session.Session().client(
+            self.client = aws.session(access).client(
                 "dynamodb",
-                region_name=region,
+                region_name=access.region,
                 endpoint_url=endpoint_url,
                 config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
             )

@@ -7,8 +7,8 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from cacore.client import CAClient, Invoker, Issuance, LambdaTransport
 from cacore.config import CAConfig
+from cacore.edge.client import CAClient, Invoker, Issuance, LambdaTransport
 from cacore.errors import CAError
 from cacore.keys import KeySpec
 from cacore.request import CertificateRequest
@@ -26,7 +26,7 @@ class CountingInvoker:
         return self.inner.invoke(event)
 
 
-class Issuer:
+class CAPool:
     def __init__(self, metrics: Metrics, max_concurrent: int = 8) -> None:
         self.metrics = metrics
         self._limit = asyncio.Semaphore(max_concurrent)
@@ -40,7 +40,10 @@ class Issuer:
             if client is None:
                 transport = LambdaTransport(config)
                 _ = transport.client  # build the boto3 client once, not in every thread
-                client = CAClient(CountingInvoker(transport, self.metrics, issuer))
+                client = CAClient(
+                    CountingInvoker(transport, self.metrics, issuer),
+                    max_lifetime_days=config.max_lifetime_days,
+                )
                 self._clients[(issuer, config)] = client
             return client
 

@@ -1,11 +1,11 @@
-"""The issuer bounds concurrent CA invocations across the whole operator."""
+"""The CA pool bounds concurrent CA invocations across the whole operator."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
-from certoperator.issuer import Issuer
+from certoperator.capool import CAPool
 from certoperator.metrics import Metrics
 
 from cacore.config import CAConfig
@@ -13,7 +13,7 @@ from cacore.keys import KeySpec
 from cacore.request import CertificateRequest, Subject
 
 
-class BlockingIssuer(Issuer):
+class BlockingPool(CAPool):
     """The real semaphore and pool, with the CA call replaced by a gate the test opens."""
 
     def __init__(self, limit: int) -> None:
@@ -33,7 +33,7 @@ class BlockingIssuer(Issuer):
 
 
 def test_no_more_than_the_limit_run_at_once_and_all_complete():
-    issuer = BlockingIssuer(limit=3)
+    issuer = BlockingPool(limit=3)
     request = CertificateRequest(subject=Subject("a.example.com"))
 
     async def scenario():

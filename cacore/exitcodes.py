@@ -1,0 +1,39 @@
+"""The exit codes of every command-line tool of the project (``ca-cert``, ``cert-sidecar``,
+``certs-gitops``, ``clientcert-operator``, ``local-ca``): one table, documented once in the
+README's "Exit codes" section, which a test keeps equal to ``TABLE``.
+
+A script can tell "fix your input" (2) from "the CA or the check failed; the same command may
+work later or after a fix elsewhere" (1) without reading messages.
+"""
+
+from __future__ import annotations
+
+from cacore.errors import ConfigurationError, InvalidRequest
+
+OK = 0
+FAILED = 1
+USAGE = 2
+INTERRUPTED = 130
+
+TABLE: tuple[tuple[int, str], ...] = (
+    (OK, "done: the certificate is in place, the check passed, nothing was wrong"),
+    (
+        FAILED,
+        "the work failed: the CA refused, crashed or could not be reached, a handshake failed, "
+        "no usable certificate is in place, or `certs-gitops validate` found problems",
+    ),
+    (
+        USAGE,
+        "bad input or configuration (a flag, a variable, a file), refused before anything "
+        "was sent; the message names the setting and the fix",
+    ),
+    (INTERRUPTED, "stopped by Ctrl-C"),
+)
+
+
+def for_error(error: BaseException) -> int:
+    """The exit code for an error that ends a command: bad input or settings are ``USAGE``,
+    anything else (a CA error, a failed check) is ``FAILED``."""
+    if isinstance(error, InvalidRequest | ConfigurationError):
+        return USAGE
+    return FAILED
