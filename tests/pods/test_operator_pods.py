@@ -90,12 +90,16 @@ def ready_names(kube, namespace):
 
 
 def wait_all_ready(kube, namespace, names, timeout):
-    kube.wait_for(
-        lambda: ready_names(kube, namespace) >= set(names),
-        timeout=timeout,
-        interval=1,
-        message=f"{len(names)} ClientCertificates to be Ready",
-    )
+    try:
+        kube.wait_for(
+            lambda: ready_names(kube, namespace) >= set(names),
+            timeout=timeout,
+            interval=1,
+            message=f"{len(names)} ClientCertificates to be Ready",
+        )
+    except TimeoutError as err:
+        logs = kube.kubectl("logs", "-A", "-l", SELECTOR, "--tail=30", check=False)
+        raise AssertionError(f"{err}\noperator log:\n{logs.stdout}{logs.stderr}") from None
 
 
 def secret_certificate(kube, namespace, name):
