@@ -24,10 +24,8 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "scripts" / "kube"), str(ROOT / "tests"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
-import kubehandle  # noqa: E402
-import localkube  # noqa: E402
 from support.csr_requests import (  # noqa: E402
     CLIENT_USAGES,
     REQUESTER_RULES,
@@ -41,6 +39,8 @@ from support.operator_process import OperatorProcess, apply, install_crds  # noq
 from cacore.edge.keygen import build_csr, generate_key  # noqa: E402
 from cacore.kubecsr import CSR_API_VERSION, csr_object  # noqa: E402
 from cacore.request import Subject  # noqa: E402
+from kubelocal.binaries import ensure_binaries  # noqa: E402
+from kubelocal.handle import local_cluster  # noqa: E402
 from sidecar.kubeclient import CSRS, KubeClient  # noqa: E402
 
 TARGET_P50_MS = 500.0
@@ -148,8 +148,8 @@ def main():
 
     scratch = Path(tempfile.mkdtemp(prefix="lcc-bench-csr-"))
     run = str(int(time.time()))
-    binaries = localkube.ensure_binaries()
-    with kubehandle.local_cluster(binaries) as (kube, _plane):
+    binaries = ensure_binaries()
+    with local_cluster(binaries) as (kube, _plane):
         ca = LocalCA(scratch / "ca").start()
         operator = None
         try:

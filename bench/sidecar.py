@@ -128,7 +128,7 @@ print(int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1)) / 1024)
 
 def client_venv() -> Path:
     """A virtualenv with the candidate clients, made once (pip) and cached."""
-    from localkube import cache_dir
+    from kubelocal.binaries import cache_dir
 
     venv = cache_dir() / "bench" / "k8s-clients"
     python = venv / "bin" / "python"
@@ -159,13 +159,13 @@ def client_costs(kubeconfig: Path, ca_file: Path) -> dict[str, float]:
 def kubernetes_figures(work: Path, idle: float) -> dict[str, object]:
     """The sidecar with the kubernetes issuer against a control plane, the operator's signer and
     a local CA, all started here; the pod's token and trust bundle volume are files."""
-    sys.path[:0] = [str(ROOT / "scripts" / "kube")]
-    import kubehandle
-    import localkube
     from support.csr_requests import Requester, api_ca_file, policy_manifest, signer_lambdaca
     from support.operator_process import OperatorProcess, apply, install_crds
 
-    with kubehandle.local_cluster(localkube.ensure_binaries()) as (kube, _plane):
+    from kubelocal.binaries import ensure_binaries
+    from kubelocal.handle import local_cluster
+
+    with local_cluster(ensure_binaries()) as (kube, _plane):
         ca = LocalCA(work / "kube-ca").start()
         operator = None
         try:
