@@ -1,6 +1,6 @@
 """Fixtures of the Pod tests: the product's images on the node, a local CA and an STS (moto's
-server) that Pods reach on the node's bridge address, and the charts ready for helm. Helpers
-are in chartpods.py."""
+server) that Pods reach on the node's bridge address, the charts ready for helm, and the
+operator chart installed once (its CSR signer on). Helpers are in chartpods.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chartpods import CHARTS, opener
+from chartpods import (
+    CHARTS,
+    OPERATOR_RELEASE,
+    SIGNER_POLICY,
+    ca_credentials_secret,
+    credentials_env,
+    image_values,
+    install,
+    opener,
+    operator_pod,
+    restricted_namespace,
+    values_file,
+)
+from support import pods
 from support.kube_fixtures import NodeCluster
 from support.localca_fixtures import LocalCA, free_port
 
@@ -81,3 +94,26 @@ def charts(node: NodeCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(CHARTS / name, scratch / name, ignore=shutil.ignore_patterns("charts"))
     node.kube.helm("dependency", "build", str(scratch / "example-app"))
     return scratch
+
+
+@pytest.fixture(scope="session")
+def operator(node, charts, operator_on_node, pod_ca, tmp_path_factory):
+    """The operator chart installed once for the session, with its CSR signer and the policy
+    above; yields its namespace."""
+    kube = node.kube
+    namespace = restricted_namespace(node, "clientcert-system")
+    pods.apply(kube, ca_credentials_secret(namespace, pod_ca))
+    values = {
+        "image": image_values(operator_on_node),
+        "defaultCA": {"endpointUrl": pod_ca.endpoint_url, "region": pod_ca.region,
+                      "functionName": pod_ca.function_name},
+        "extraEnv": credentials_env(pod_ca),
+        "signer": {"enabled": True, "lambdaCAs": ["default"], "policies": [SIGNER_POLICY]},
+    }  # fmt: skip
+    path = values_file(tmp_path_factory.mktemp("operator"), OPERATOR_RELEASE, values)
+    done = install(node, OPERATOR_RELEASE, charts / "clientcert-operator", namespace, path)
+    assert "PodSecurity" not in done.stderr, done.stderr
+    operator_pod(node, namespace)
+    yield namespace
+    kube.helm("uninstall", OPERATOR_RELEASE, "--namespace", namespace, check=False)
+    kube.kubectl("delete", "namespace", namespace, "--timeout=120s", check=False)

@@ -1,6 +1,7 @@
 """The operator as users run it: `helm install charts/clientcert-operator` with the image built
-here, in a namespace enforcing PodSecurity `restricted`, on the node; it talks to the API
-server through the `kubernetes` Service and to the local CA on the node's bridge address."""
+here, in a namespace enforcing PodSecurity `restricted`, on the node (the `operator` fixture,
+conftest.py); it talks to the API server through the `kubernetes` Service and to the local CA
+on the node's bridge address."""
 
 from __future__ import annotations
 
@@ -9,59 +10,13 @@ import json
 import time
 
 import pytest
-from chartpods import (
-    ca_credentials_secret,
-    credentials_env,
-    image_values,
-    install,
-    json_lines,
-    restricted_namespace,
-    values_file,
-)
+from chartpods import OPERATOR_RELEASE, OPERATOR_SELECTOR, json_lines, operator_pod
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from support import pods
 
 pytestmark = pytest.mark.timeout(420)
-
-RELEASE = "clientcert-operator"
-SELECTOR = "app.kubernetes.io/component=operator"
-
-
-@pytest.fixture(scope="module")
-def operator(node, charts, operator_on_node, pod_ca, tmp_path_factory):
-    """The operator chart installed once for this module; yields its namespace."""
-    kube = node.kube
-    namespace = restricted_namespace(node, "clientcert-system")
-    pods.apply(kube, ca_credentials_secret(namespace, pod_ca))
-    values = {
-        "image": image_values(operator_on_node),
-        "defaultCA": {"endpointUrl": pod_ca.endpoint_url, "region": pod_ca.region,
-                      "functionName": pod_ca.function_name},
-        "extraEnv": credentials_env(pod_ca),
-    }  # fmt: skip
-    path = values_file(tmp_path_factory.mktemp("operator"), RELEASE, values)
-    done = install(node, RELEASE, charts / "clientcert-operator", namespace, path)
-    assert "PodSecurity" not in done.stderr, done.stderr
-    operator_pod(node, namespace)
-    yield namespace
-    kube.helm("uninstall", RELEASE, "--namespace", namespace, check=False)
-    kube.kubectl("delete", "namespace", namespace, "--timeout=120s", check=False)
-
-
-def operator_pod(node, namespace, not_named=None, timeout=180):
-    """The operator's running Pod (a new one when `not_named` is given), once Ready."""
-
-    def current():
-        items = [
-            p for p in pods.pods(node.kube, namespace, SELECTOR)
-            if p["metadata"]["name"] != not_named and not p["metadata"].get("deletionTimestamp")
-        ]  # fmt: skip
-        return items[0] if items else None
-
-    found = node.kube.wait_for(current, timeout=60, message="the operator Pod")
-    return pods.wait_ready(node.kube, namespace, found["metadata"]["name"], timeout)
 
 
 def certificate(name, namespace, **spec):
@@ -98,7 +53,7 @@ def wait_all_ready(kube, namespace, names, timeout):
             message=f"{len(names)} ClientCertificates to be Ready",
         )
     except TimeoutError as err:
-        logs = kube.kubectl("logs", "-A", "-l", SELECTOR, "--tail=30", check=False)
+        logs = kube.kubectl("logs", "-A", "-l", OPERATOR_SELECTOR, "--tail=30", check=False)
         raise AssertionError(f"{err}\noperator log:\n{logs.stdout}{logs.stderr}") from None
 
 
@@ -165,7 +120,7 @@ def test_a_rollout_restart_during_a_burst_of_50_loses_nothing(
         apply_all(kube, [certificate(n, pod_namespace) for n in names])
         kube.wait_for(lambda: pod_ca.stats()["invocations"] - before["invocations"] >= 8,
                       timeout=60, message="the burst to be under way")  # fmt: skip
-        kube.kubectl("rollout", "restart", f"deployment/{RELEASE}", "-n", operator)
+        kube.kubectl("rollout", "restart", f"deployment/{OPERATOR_RELEASE}", "-n", operator)
         ready_at_restart = len(ready_names(kube, pod_namespace))
         operator_pod(node, operator, not_named=first)
         wait_all_ready(kube, pod_namespace, names, timeout=300)

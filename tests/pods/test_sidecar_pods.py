@@ -15,10 +15,13 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from chartpods import (
+    FAST_RENEWAL,
+    SIDECAR,
+    app_pod,
+    app_values,
     ca_credentials_secret,
-    credentials_env,
-    image_values,
-    install,
+    install_app,
+    issued_lines,
     json_lines,
     moto_assumed_roles,
     render,
@@ -30,10 +33,6 @@ from support.localca_fixtures import invoke, issue_event
 pytestmark = pytest.mark.timeout(300)
 
 FORMS = ("native", "classic", "init")
-SIDECAR = "cert-sidecar"
-# Renew as soon as the sidecar's minimum interval allows: the CA backdates notBefore by 5 minutes,
-# so a point this close to the 1-day lifetime is always due (docs/sidecar.md).
-FAST_RENEWAL = {"point": "86690s", "jitter": 0, "minRenewalInterval": "8s"}
 
 CLIENT_LOOP = """
 import json, os, signal, socket, ssl, sys, time
@@ -61,46 +60,6 @@ time.sleep(10**9)
 """
 
 
-def fullname(release: str) -> str:
-    return release if "example-app" in release else f"{release}-example-app"
-
-
-BOTH = ("client_auth", "server_auth")
-
-
-def app_values(namespace, release, ca, image, form="native", purposes=BOTH, renewal=None,
-               app_command=None):  # fmt: skip
-    name = f"{fullname(release)}.{namespace}.svc"
-    sidecar = {
-        "form": form,
-        "image": image_values(image),
-        "ca": {"function": ca.function_name, "region": ca.region, "endpointUrl": ca.endpoint_url},
-        "certificate": {
-            "commonName": name, "sans": [name], "purposes": list(purposes), "lifetimeDays": 1,
-        },
-        "extraEnv": credentials_env(ca),
-    }  # fmt: skip
-    if renewal:
-        sidecar["renewal"] = renewal
-    values = {"image": image_values(image), "cert-sidecar": sidecar}
-    if app_command:
-        values["app"] = {"command": app_command}
-    return values
-
-
-def install_app(node, charts, namespace, release, values, tmp_path):
-    path = values_file(tmp_path, release, values)
-    done = install(node, release, charts / "example-app", namespace, path)
-    return done, render(node, release, charts / "example-app", namespace, path)
-
-
-def app_pod(node, namespace, release, timeout=120):
-    selector = f"app.kubernetes.io/instance={release}"
-    node.kube.wait_for(lambda: pods.pods(node.kube, namespace, selector), timeout=60)
-    name = pods.pods(node.kube, namespace, selector)[0]["metadata"]["name"]
-    return pods.wait_ready(node.kube, namespace, name, timeout)
-
-
 def deployment_template(rendered: str) -> dict:
     for doc in yaml.safe_load_all(rendered):
         if doc and doc["kind"] == "Deployment":
@@ -121,10 +80,6 @@ def assert_admitted_unchanged(template: dict, pod: dict, helm_stderr: str) -> No
         for name, container in want.items():
             for key in ("image", "command", "args", "securityContext", "restartPolicy"):
                 assert got[name].get(key) == container.get(key), (kind, name, key)
-
-
-def issued_lines(text: str) -> list[dict]:
-    return [r for r in json_lines(text) if r.get("message") == "certificate issued"]
 
 
 @pytest.mark.parametrize("form", FORMS)
