@@ -15,7 +15,6 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The one place that knows where these helpers live (scripts/kube is becoming a package).
 sys.path[:0] = [str(ROOT / "tests")]
 
+from support.apimetrics import apiserver_requests  # noqa: E402
 from support.localca_fixtures import LocalCA  # noqa: E402
 from support.operator_process import (  # noqa: E402
     OperatorProcess,
@@ -61,8 +61,6 @@ __all__ = [
 # Loopback requests must never go through a proxy from the environment.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 APPLY_WORKERS = 4
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? ([0-9.eE+-]+|NaN)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -92,14 +90,6 @@ def local_ca_pid(ca: LocalCA) -> int:
 # --- metrics -----------------------------------------------------------------------------------
 
 
-def samples(text: str, name: str) -> Iterable[tuple[dict[str, str], float]]:
-    """(labels, value) of every sample of ``name`` in Prometheus text format."""
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and match.group(1) == name:
-            yield dict(_LABEL.findall(match.group(2) or "")), float(match.group(3))
-
-
 def http_ok(url: str) -> bool:
     """True when a GET of ``url`` answers 200 (False while the server is not up)."""
     try:
@@ -107,16 +97,6 @@ def http_ok(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
-
-
-def apiserver_requests(kube: Any) -> Counter[tuple[str, str, str]]:
-    """``apiserver_request_total`` by (verb, resource, subresource), summed over codes."""
-    text = kube.kubectl("get", "--raw", "/metrics").stdout
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for labels, value in samples(text, "apiserver_request_total"):
-        key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
-        counts[key] += int(value)
-    return counts
 
 
 # --- cluster -----------------------------------------------------------------------------------

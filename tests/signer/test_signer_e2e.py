@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cryptography import x509
+from support.apimetrics import apiserver_requests
 from support.csr_requests import (
     certificates,
     condition,
@@ -164,3 +166,21 @@ def test_the_trust_bundle_is_published_in_the_namespace_and_as_a_cluster_trust_b
     ctb = cluster.get_json("clustertrustbundle", f"clientcerts.dev:{lambdaca}:bundle")
     assert ctb["spec"]["signerName"] == signer
     assert ctb["spec"]["trustBundle"] == configmap["data"][f"{lambdaca}.crt"]
+
+
+def test_a_burst_from_one_namespace_reads_its_bundle_configmap_once(
+    cluster, operator, policy, requester, kube_namespace, signer
+):
+    """The CSRs of a burst queue behind the first one's write of the namespace's bundle; none of
+    them reads the ConfigMap again (each did, one after another, holding the others up)."""
+    policy()
+    api = requester("api")
+    before = apiserver_requests(cluster)[("GET", "configmaps", "")]
+    with ThreadPoolExecutor(12) as pool:
+        names = list(pool.map(lambda _: api.submit(signer, f"api.{kube_namespace}.svc")[0],
+                              range(12)))  # fmt: skip
+    for name in names:
+        wait_csr(cluster, name, signed, message="signed")
+    reads = apiserver_requests(cluster)[("GET", "configmaps", "")] - before
+    assert reads <= 1, f"{reads} reads of the bundle ConfigMap for one namespace"
+    assert cluster.get_json("configmap", "clientcert-ca-bundle", "-n", kube_namespace)["data"]

@@ -92,19 +92,27 @@ class TrustPublisher:
         for found in await self.api.list_trust_configmaps():
             if trust_key(lambdaca) in (found.get("data") or {}):
                 namespace = found["metadata"]["namespace"]
-                self._fresh.pop((lambdaca, namespace), None)
                 await self._ensure_configmap(lambdaca, namespace, pem, found)
+
+    def _is_fresh(self, key: tuple[str, str], pem: str) -> bool:
+        known = self._fresh.get(key)
+        return known is not None and known[0] == pem and known[1] > time.monotonic()
 
     async def _ensure_configmap(
         self, lambdaca: str, namespace: str, pem: str, current: Mapping[str, Any] | None = None
     ) -> None:
+        """The namespace's bundle ConfigMap holds ``pem``: read (unless ``current`` is given, as
+        listed) and written when it does not; trusted for a while once known to hold it."""
         key = (lambdaca, namespace)
-        now = time.monotonic()
-        known = self._fresh.get(key)
-        if known is not None and known[0] == pem and known[1] > now:
+        if current is None and self._is_fresh(key, pem):
             return
         lock = self._namespace_locks.setdefault(namespace, asyncio.Lock())
         async with lock:
+            # Checked again: a burst of CSRs from one namespace queues here behind the first,
+            # which has written the bundle by now; each would otherwise read it once more.
+            if current is None and self._is_fresh(key, pem):
+                return
+            now = time.monotonic()
             for _ in range(CONFLICT_ATTEMPTS):
                 if current is None:
                     current = await self.api.get_trust_configmap(namespace)
