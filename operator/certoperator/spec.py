@@ -33,7 +33,7 @@ _FIELD_NAMES = {
     "email_address": "spec.subject.emailAddress",
     "key_algorithm": "spec.privateKey",
 }
-_SUBJECT_KEYS = {
+SUBJECT_KEYS = {
     "organization": "organization",
     "organizationalUnit": "organizational_unit",
     "locality": "locality",
@@ -130,17 +130,17 @@ def parse_spec(spec: Mapping) -> CertificateSpec:
     subject_spec = spec.get("subject") or {}
     if not isinstance(subject_spec, Mapping):
         raise InvalidRequest("spec.subject", "must be an object")
-    unknown = sorted(set(subject_spec) - set(_SUBJECT_KEYS))
+    unknown = sorted(set(subject_spec) - set(SUBJECT_KEYS))
     if unknown:
         raise InvalidRequest(
-            f"spec.subject.{unknown[0]}", f"is not one of {', '.join(_SUBJECT_KEYS)}"
+            f"spec.subject.{unknown[0]}", f"is not one of {', '.join(SUBJECT_KEYS)}"
         )
     common_name = spec.get("commonName")
     if not isinstance(common_name, str):
         raise InvalidRequest("spec.commonName", "is required; set the name the certificate is for")
     subject = Subject(
         common_name=common_name,
-        **{core: subject_spec.get(key) for key, core in _SUBJECT_KEYS.items()},
+        **{core: subject_spec.get(key) for key, core in SUBJECT_KEYS.items()},
     )
     secret_name = spec.get("secretName")
     if not isinstance(secret_name, str) or not _DNS1123_SUBDOMAIN.match(secret_name):

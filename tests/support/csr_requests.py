@@ -15,6 +15,7 @@ from cacore.keys import PrivateKey
 from cacore.kubecsr import csr_object
 from cacore.request import San, Subject
 from sidecar.kubeclient import KubeClient
+from support.operator_process import lambdaca_manifest
 
 CLIENT_USAGES = ["digital signature", "key encipherment", "client auth"]
 # What the cert-sidecar chart grants a pod's ServiceAccount, and nothing more.
@@ -66,17 +67,8 @@ def api_ca_file(kube: Any, directory: Path) -> Path:
 
 
 def signer_lambdaca(name: str, local_ca: Any, **signer: Any) -> dict:
-    return {
-        "apiVersion": "clientcerts.dev/v1alpha1",
-        "kind": "LambdaCA",
-        "metadata": {"name": name},
-        "spec": {
-            "functionName": local_ca.function_name,
-            "region": local_ca.region,
-            "endpointUrl": local_ca.endpoint_url,
-            "signer": {"enabled": True, **signer},
-        },
-    }
+    """A LambdaCA of the local CA that serves clientcerts.dev/<name>."""
+    return lambdaca_manifest(name, local_ca, signer={"enabled": True, **signer})
 
 
 def policy_manifest(name: str, signer: str, **spec: Any) -> dict:

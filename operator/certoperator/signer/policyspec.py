@@ -20,21 +20,14 @@ from cacore.kubecsr import SUPPORTED_USAGES
 from cacore.request import San, parse_sans
 from certoperator.signer import templates
 from certoperator.signer.names import SIGNER_DOMAIN
+from certoperator.spec import SUBJECT_KEYS
 
 DEFAULT_USAGES = ("digital signature", "key encipherment", "client auth")
 DEFAULT_MAX_LIFETIME_DAYS = 30
 AUTOMATIC, MANUAL = "Automatic", "Manual"
 
 # The policy's subject keys -> the CA event's (and cacore Subject's) field names.
-SUBJECT_FIELDS = {
-    "commonName": "common_name",
-    "organization": "organization",
-    "organizationalUnit": "organizational_unit",
-    "locality": "locality",
-    "state": "state",
-    "country": "country",
-    "emailAddress": "email_address",
-}
+SUBJECT_FIELDS = {"commonName": "common_name", **SUBJECT_KEYS}
 
 
 @dataclass(frozen=True)
