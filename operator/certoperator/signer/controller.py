@@ -301,8 +301,12 @@ class Signer:
     # --- signing -------------------------------------------------------------------------------
 
     async def _sign(self, csr: CsrView, ca: SignerCA, claimed: bool) -> None:
-        if not claimed and self._not_before.get(csr.uid, 0.0) > time.monotonic():
-            return  # backing off; the timer brings it back
+        if not claimed and (
+            csr.uid in self._timers or self._not_before.get(csr.uid, 0.0) > time.monotonic()
+        ):
+            # Backing off: the timer brings it back, with a fresh read. An event that arrives
+            # late (the answer to our own marker write) must not start the retry early.
+            return
         try:
             config = ca.config()
         except ConfigurationError as error:
@@ -460,7 +464,16 @@ class Signer:
             await asyncio.sleep(delay)
             self._timers.pop(csr.uid, None)
             self._not_before.pop(csr.uid, None)
-            fresh = await self.api.get_csr(csr.name)
+            try:
+                fresh = await self.api.get_csr(csr.name)
+            except Exception as error:  # the API server, or RBAC: the retry is kept, later
+                retry = self._backoff(csr.uid)
+                log.warning(
+                    "CSR not read for its retry",
+                    extra={"fields": {"csr": csr.name, "error": str(error), "retry_in": retry}},
+                )
+                self._schedule(csr, retry)
+                return
             if fresh is not None and view(fresh).uid == csr.uid:
                 await self.handle(fresh)
 
