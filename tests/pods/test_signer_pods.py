@@ -11,6 +11,7 @@ import pytest
 from chartpods import (
     ALLOWED_RELEASE,
     FAST_RENEWAL,
+    OPERATOR_SELECTOR,
     SIDECAR,
     SIGNER_NAMESPACE_LABEL,
     SIGNER_POLICY,
@@ -57,8 +58,8 @@ def apps(node, charts, operator, sidecar_on_node, tmp_path_factory):
     try:
         app_pod(node, namespace, ALLOWED, timeout=180)
     except AssertionError as error:
-        log = kube.kubectl("logs", "-n", operator, "-l", "app.kubernetes.io/component=operator",
-                           "--tail=30", check=False).stdout  # fmt: skip
+        log = kube.kubectl("logs", "-n", operator, "-l", OPERATOR_SELECTOR, "--tail=30",
+                           check=False).stdout  # fmt: skip
         raise AssertionError(f"{error}\noperator log:\n{log}") from None
     yield namespace
     for release in (ALLOWED, DENIED):  # their ClusterRoles outlive the namespace otherwise
