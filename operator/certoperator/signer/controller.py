@@ -305,7 +305,7 @@ class Signer:
             csr.uid in self._timers or self._not_before.get(csr.uid, 0.0) > time.monotonic()
         ):
             # Backing off: the timer brings it back, with a fresh read. An event that arrives
-            # late (the answer to our own marker write) must not start the retry early.
+            # late (the answer to our own marker write) or a rescan must not start it early.
             return
         try:
             config = ca.config()
@@ -462,8 +462,8 @@ class Signer:
 
         async def later() -> None:
             await asyncio.sleep(delay)
-            self._timers.pop(csr.uid, None)
-            self._not_before.pop(csr.uid, None)
+            # This timer stays registered until the retry itself runs: meanwhile events and
+            # rescans leave the CSR alone (``_sign``), so a retry never starts twice or early.
             try:
                 fresh = await self.api.get_csr(csr.name)
             except Exception as error:  # the API server, or RBAC: the retry is kept, later
@@ -472,8 +472,11 @@ class Signer:
                     "CSR not read for its retry",
                     extra={"fields": {"csr": csr.name, "error": str(error), "retry_in": retry}},
                 )
+                self._timers.pop(csr.uid, None)
                 self._schedule(csr, retry)
                 return
+            self._timers.pop(csr.uid, None)
+            self._not_before.pop(csr.uid, None)
             if fresh is not None and view(fresh).uid == csr.uid:
                 await self.handle(fresh)
 
