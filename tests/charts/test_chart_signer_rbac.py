@@ -210,8 +210,10 @@ def run_scenario(release, local_ca, tmp: Path, drop: int | None) -> tuple[str | 
                              "json", check=False)  # fmt: skip
         return json.loads(found.stdout)["spec"]["trustBundle"] if found.returncode == 0 else None
 
+    made = []  # CSRs are cluster-scoped: one left pending would take the next run's throttle
     try:
         first, _ = api.submit(f"clientcerts.dev/{ca1}", f"api.{ns_a}.svc")
+        made.append(first)
         step("approved by the policy's selectors",
              lambda: condition(kube.get_json("csr", first), "Approved"))  # fmt: skip
         step("signed after a throttled call", lambda: signed(kube.get_json("csr", first)))
@@ -221,6 +223,7 @@ def run_scenario(release, local_ca, tmp: Path, drop: int | None) -> tuple[str | 
              lambda: configmap(ns_b).get(f"{ca1}.crt") == bundle)  # fmt: skip
         step("a ClusterTrustBundle created", lambda: ctb(ca1) == bundle)
         second, _ = api.submit(f"clientcerts.dev/{ca2}", f"api.{ns_a}.svc")
+        made.append(second)
         step("signed for the second signer", lambda: signed(kube.get_json("csr", second)))
         step("its out-of-date ClusterTrustBundle updated", lambda: ctb(ca2) == bundle)
         return None, ""
@@ -235,6 +238,8 @@ def run_scenario(release, local_ca, tmp: Path, drop: int | None) -> tuple[str | 
                 proc.kill()
                 proc.wait(5)
         local_ca.clear_faults()
+        for name in made:
+            kube.kubectl("delete", "csr", name, "--ignore-not-found", check=False)
         for ns in (ns_a, ns_b):
             kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         kube.kubectl("delete", "clientcertificatepolicy", f"rbac-{tag}", "--ignore-not-found")
