@@ -6,8 +6,14 @@ from __future__ import annotations
 
 from cacore.config import AWSAccess
 from cacore.edge import aws
+from cacore.errors import ConfigurationError
 from gitops.errors import GitopsError
 from gitops.records import IssuedRecord, parse_item
+
+NO_CREDENTIALS = (
+    "credentials: no AWS credentials for DynamoDB: configure them (AWS_PROFILE, "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the CI's role)"
+)
 
 
 class CATable:
@@ -16,20 +22,47 @@ class CATable:
 
         self.table = table
         self.endpoint_url = endpoint_url
+        from botocore.exceptions import (
+            ClientError,
+            NoCredentialsError,
+            NoRegionError,
+            PartialCredentialsError,
+        )
+
         try:
             self.client = aws.session(access).client(
                 "dynamodb",
                 region_name=access.region,
                 endpoint_url=endpoint_url,
-                config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
+                config=Config(
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=60,
+                ),
             )
-        except Exception as error:  # NoRegionError and friends
-            raise GitopsError(
-                f"--region: cannot set up the DynamoDB client ({error}); set --region or AWS_REGION"
+        except NoRegionError as error:
+            raise ConfigurationError(
+                "region: no AWS region for DynamoDB; set --region or AWS_REGION"
+            ) from error
+        except (NoCredentialsError, PartialCredentialsError) as error:
+            raise ConfigurationError(NO_CREDENTIALS) from error
+        except ClientError as error:  # assuming --role-arn was refused
+            raise ConfigurationError(
+                f"role_arn: cannot assume {access.role_arn}: {error}; check the role's trust "
+                "policy and your identity"
+            ) from error
+        except Exception as error:  # a profile that does not exist, and friends
+            raise ConfigurationError(
+                f"profile: cannot set up the AWS session for DynamoDB: {error}"
             ) from error
 
     def _call(self, operation: str, **kwargs: object) -> dict:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
 
         try:
             return getattr(self.client, operation)(TableName=self.table, **kwargs)
@@ -41,10 +74,8 @@ class CATable:
                     "<Project>CA<Env> (e.g. ServerlessCADev): check --project/--env or --table"
                 ) from error
             raise GitopsError(f"DynamoDB {operation} on {self.table} failed: {error}") from error
-        except NoCredentialsError as error:
-            raise GitopsError(
-                "no AWS credentials for DynamoDB: configure a profile or AWS_ACCESS_KEY_ID"
-            ) from error
+        except (NoCredentialsError, PartialCredentialsError) as error:
+            raise ConfigurationError(NO_CREDENTIALS) from error
         except BotoCoreError as error:
             where = self.endpoint_url or "AWS"
             raise GitopsError(f"cannot reach DynamoDB at {where}: {error}") from error

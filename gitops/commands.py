@@ -15,8 +15,9 @@ from cryptography import x509
 from cacore import csr as csrs
 from cacore import exitcodes
 from cacore.certinfo import chain_problem, split_pem_certificates
+from cacore.csr import MAX_CSR_BYTES
 from cacore.edge.cliopts import access_from_args, config_from_args
-from cacore.edge.files import write_file_atomic
+from cacore.edge.files import TooLarge, read_limited, write_file_atomic
 from cacore.errors import CAError, InvalidRequest
 from cacore.request import DEFAULT_MAX_LIFETIME_DAYS, parse_sans
 from gitops import issuing, jsontext, report
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from gitops.ca_table import CATable
 
 _PUBLIC = 0o644  # everything in the tree and every fetched file is public material
+MAX_INPUT_BYTES = 1024 * 1024  # a CSR or a CA bundle given on the command line
 
 
 def _layout(root: Path, env: str) -> EnvLayout:
@@ -48,6 +50,11 @@ def _layout(root: Path, env: str) -> EnvLayout:
 
 def _existing_env(root: Path, env: str) -> EnvLayout:
     layout = _layout(root, env)
+    if layout.tls_json.is_dir():
+        raise UsageError(
+            f"--env: {display(layout.tls_json)} is a folder, not a file; move it away and run "
+            f"certs-gitops init --env {env}"
+        )
     if not layout.tls_json.is_file():
         raise UsageError(
             f"--env: {display(layout.tls_json)} does not exist; create it with "
@@ -100,7 +107,11 @@ def init(root: Path, env: str, ca_bundle: Path | None) -> tuple[int, str]:
             raise UsageError(f"--ca-bundle: {display(ca_bundle)} {found[0].message}")
         files[layout.ca_bundle] = data
     for path, content in files.items():
-        if path.exists():
+        if path.is_dir() and path != keep:
+            raise UsageError(
+                f"--env: {display(path)} is a folder, not a file; move it away and run init again"
+            )
+        if os.path.lexists(path):
             continue
         write_file_atomic(path, content, _PUBLIC)
         created.append(display(path))
@@ -109,11 +120,15 @@ def init(root: Path, env: str, ca_bundle: Path | None) -> tuple[int, str]:
     return exitcodes.OK, "created:\n" + "\n".join(f"  {name}" for name in created)
 
 
-def _read_input(path: Path, option: str) -> bytes:
+def _read_input(path: Path, option: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     try:
-        return path.read_bytes()
+        return read_limited(path, limit)
+    except TooLarge as error:
+        raise UsageError(f"{option}: {display(path)} is larger than {limit} bytes") from error
     except OSError as error:
-        raise UsageError(f"{option}: cannot read {display(path)}: {error.strerror}") from error
+        raise UsageError(
+            f"{option}: cannot read {display(path)}: {error.strerror or error}"
+        ) from error
 
 
 # --- add --------------------------------------------------------------------------------------
@@ -156,12 +171,13 @@ def new_entry(args: argparse.Namespace, csr: x509.CertificateSigningRequest, nam
 
 def add(args: argparse.Namespace) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
-    pem = _read_input(args.csr, "csr")
+    pem = _read_input(args.csr, "csr", MAX_CSR_BYTES)
     try:
         csr = csrs.read_csr(pem, display(args.csr))
     except InvalidRequest as error:
         raise UsageError(str(error)) from error
-    state = read_state(layout, args.max_lifetime_days)
+    state = read_state(layout, int(args.max_lifetime_days))
+    _refuse_unusable(state, layout.tls_json)
     if state.tls_text is None:  # pragma: no cover - _existing_env checked it
         raise UsageError(f"--env: {display(layout.tls_json)} is missing")
     name = args.name or csr_file_name(
@@ -204,6 +220,16 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
 # --- table and CA helpers -------------------------------------------------------------------
 
 
+def _refuse_unusable(state: EnvState, path: Path) -> None:
+    """Stop before editing a file of the tree that cannot be read as it is."""
+    problem = state.unusable.get(path)
+    if problem is not None:
+        raise GitopsError(
+            f"{display(path)}:{problem.line}:{problem.col}: {problem.message}; fix it first "
+            "(certs-gitops validate shows every problem)"
+        )
+
+
 def _table(args: argparse.Namespace, layout: EnvLayout) -> CATable:
     from gitops.ca_table import CATable
 
@@ -220,7 +246,7 @@ def _invoker(args: argparse.Namespace, layout: EnvLayout) -> LambdaTransport:
         or function_name(check_project_name(args.project), layout.env)
     )
     return LambdaTransport(
-        config_from_args(argparse.Namespace(**{**vars(args), "function": function}), "--")
+        config_from_args(argparse.Namespace(**{**vars(args), "function": function}))
     )
 
 
@@ -231,7 +257,7 @@ def _revoked_serials(
     ``validate`` reports it."""
     try:
         values = json.loads(state.revoked_texts.get(layout.revoked_json) or "[]")
-    except ValueError:
+    except (ValueError, RecursionError):
         return set()
     if not isinstance(values, list):
         return set()
@@ -247,7 +273,7 @@ def _revoked_serials(
 
 def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
-    state = read_state(layout, args.max_lifetime_days)
+    state = read_state(layout, int(args.max_lifetime_days))
     result = check_state(state)
     errors = [pr for pr in result.problems if pr.is_error]
     if errors:
@@ -263,7 +289,7 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
         now,
         _revoked_serials(state, layout),
         args.dry_run,
-        args.max_lifetime_days,
+        int(args.max_lifetime_days),
     )
     failed = any(o.status == issuing.FAILED for o in outcomes)
     if args.format == "json":
@@ -333,7 +359,7 @@ def _ca_bundle(args: argparse.Namespace, layout: EnvLayout) -> tuple[bytes, str]
     if args.ca_bundle is not None:
         return _read_input(args.ca_bundle, "--ca-bundle"), display(args.ca_bundle)
     if layout.ca_bundle.is_file():
-        return layout.ca_bundle.read_bytes(), display(layout.ca_bundle)
+        return _read_input(layout.ca_bundle, "ca-bundle.pem"), display(layout.ca_bundle)
     from cacore.edge.client import CAClient
 
     try:
@@ -429,6 +455,7 @@ def revoke(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     except ValueError as error:
         raise UsageError(f"serial: {error}") from error
     state = read_state(layout)
+    _refuse_unusable(state, layout.revoked_json)
     text = state.revoked_texts.get(layout.revoked_json)
     if text is None:
         text = "[]\n"

@@ -16,7 +16,6 @@ CSR_DIR = "csrs"
 # Optional: the CA's published <project>-ca-bundle-<env>.pem, committed so that `fetch` can hand
 # partners a bundle without relying on the Lambda's ca_chain_only (broken upstream).
 CA_BUNDLE = "ca-bundle.pem"
-MAX_CSR_BYTES = 64 * 1024
 
 _ENV = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -105,4 +104,10 @@ def environments(root: Path) -> list[str]:
     """Every folder under ``root`` holding a tls.json, sorted."""
     if not root.is_dir():
         return []
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and (d / TLS_JSON).is_file())
+    # Any tls.json counts, even one that is a folder or unreadable: validate reports it rather
+    # than skip the environment silently.
+    try:
+        folders = [d for d in root.iterdir() if d.is_dir()]
+    except OSError:
+        return []
+    return sorted(d.name for d in folders if os.path.lexists(d / TLS_JSON))

@@ -6,8 +6,10 @@ symlink to the current version, and every visible name is a symlink through ``..
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +20,39 @@ from cacore.credentials import DEFAULT_OWNERSHIP, Ownership
 
 DATA_LINK = "..data"
 _TMP_LINK = "..data_tmp"
+
+
+class TooLarge(Exception):
+    """A file is larger than its reader accepts (it is not read past the limit)."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        super().__init__(f"{path} is larger than {limit} bytes")
+        self.path, self.limit = path, limit
+
+
+def read_limited(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them (``TooLarge`` beyond). A folder raises
+    ``IsADirectoryError``; a pipe or a device raises ``OSError`` (EINVAL) instead of blocking or
+    reading without end, as ``/dev/zero`` or a FIFO would."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, socket or device)", str(path))
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise TooLarge(path, limit)
+    return b"".join(chunks)
 
 
 def _fsync_dir(path: Path) -> None:
