@@ -11,6 +11,7 @@ from typing import Any
 
 from cacore.errors import InvalidRequest
 from cacore.names import SAN_CHECKS
+from cacore.text import unsafe_character
 
 PURPOSES = ("client_auth", "server_auth")
 # The names the CA maps to OIDs; anything else must be a dotted OID.
@@ -150,8 +151,15 @@ def validate(
         raise InvalidRequest("common_name", "is required; set the name the certificate is for")
     for name, limit in SUBJECT_FIELDS.items():
         value = getattr(subject, name)
-        if value is not None and len(value) > limit:
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidRequest(name, f"must be text, got {type(value).__name__}")
+        if len(value) > limit:
             raise InvalidRequest(name, f"is {len(value)} characters; the limit is {limit}")
+        bad = unsafe_character(value)
+        if bad:
+            raise InvalidRequest(name, f"contains the control character {bad}; remove it")
     if subject.country is not None and not re.fullmatch(r"[A-Z]{2}", subject.country):
         raise InvalidRequest("country", "must be a two-letter upper-case ISO 3166 code such as GB")
     lifetime = request.lifetime_days
@@ -179,6 +187,11 @@ def validate(
                 f"{usage!r} is neither a known name (e.g. CODE_SIGNING) nor a dotted OID",
             )
     for index, san in enumerate(request.sans):
+        bad = unsafe_character(san.value)
+        if bad:
+            raise InvalidRequest(
+                f"sans[{index}]", f"{san.value!r} contains the control character {bad}; remove it"
+            )
         check = SAN_CHECKS.get(san.type)
         if check is None:
             raise InvalidRequest(

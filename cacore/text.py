@@ -43,3 +43,14 @@ def for_terminal(text: str) -> str:
     """A whole block of output (several lines) safe for a terminal: lines kept, every other
     control character escaped, no length limit (the caller's own output)."""
     return printable(text, limit=len(text) + 1, keep_newlines=True)
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character of ``text`` that has no place in a name (a control or format
+    character, a lone surrogate, a line separator), escaped for a message; None if there is none.
+    Such characters cannot be encoded, or make a certificate's subject read differently than it
+    is."""
+    for char in text:
+        if _unsafe(char):
+            return _escape(char)
+    return None

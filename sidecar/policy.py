@@ -31,6 +31,7 @@ from cacore.renewal import (
     PURPOSES_MISMATCH,
     SANS_MISMATCH,
     SUBJECT_MISMATCH,
+    UNREADABLE,
     UP_TO_DATE,
     RenewalPolicy,
     Verdict,
@@ -67,6 +68,12 @@ def nothing_published(observed: Observed, now: datetime) -> Found:
     return None
 
 
+def set_unreadable(observed: Observed, now: datetime) -> Found:
+    if observed.unreadable:
+        return Verdict(UNREADABLE, f"the credential set cannot be read: {observed.unreadable}")
+    return None
+
+
 def file_missing(observed: Observed, now: datetime) -> Found:
     if observed.missing:
         return Verdict(MISSING_FILE, f"the credential set lacks {', '.join(observed.missing)}")
@@ -98,6 +105,7 @@ def expired(observed: Observed, now: datetime) -> Found:
 
 READINESS_CHECKS: tuple[Callable[[Observed, datetime], Found], ...] = (
     nothing_published,
+    set_unreadable,
     file_missing,
     key_invalid,
     certificate_invalid,

@@ -5,6 +5,7 @@ above it speaks in requests and certificates only."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from cacore.errors import (
     ConfigurationError,
     FunctionNotFound,
     Throttled,
+    Timeout,
     TransportError,
 )
 from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey
@@ -71,7 +73,12 @@ class LambdaTransport:
     @property
     def target(self) -> str:
         """What an invoke waits for, in words: the function and where it is reached."""
-        where = f" at {self.config.endpoint_url}" if self.config.endpoint_url else ""
+        endpoint = (
+            self.config.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+        where = f" at {endpoint}" if endpoint else ""
         return f"the CA function {self.config.function}{where}"
 
     def _make_client(self) -> Any:
@@ -86,7 +93,7 @@ class LambdaTransport:
             )
         botocore_config = Config(
             read_timeout=self.config.read_timeout,
-            connect_timeout=self.config.connect_timeout,
+            connect_timeout=min(self.config.connect_timeout, self.config.read_timeout),
             retries={"max_attempts": 0, "mode": "standard"},
             tcp_keepalive=True,
         )
@@ -123,10 +130,7 @@ class LambdaTransport:
         """One invoke, over within ``read_timeout`` seconds whatever the network does (the socket
         timeout alone restarts with every byte a slow server trickles)."""
         return call_with_deadline(
-            lambda: self._invoke(event),
-            self.config.read_timeout + self.config.connect_timeout,
-            self.target,
-            self.on_slow,
+            lambda: self._invoke(event), self.config.read_timeout, self.target, self.on_slow
         )
 
     def _invoke(self, event: dict) -> tuple[object, str | None]:
@@ -137,6 +141,7 @@ class LambdaTransport:
             HTTPClientError,
             NoCredentialsError,
             PartialCredentialsError,
+            ReadTimeoutError,
         )
 
         client = self.client
@@ -154,6 +159,10 @@ class LambdaTransport:
                 f"credentials: {error}: configure AWS credentials (AWS_PROFILE, "
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a role such as IRSA, EKS Pod "
                 "Identity or the ECS task role)"
+            ) from error
+        except ReadTimeoutError as error:
+            raise Timeout(
+                f"{self.target} did not answer within {self.config.read_timeout:g} s"
             ) from error
         except (ConnectionError, HTTPClientError) as error:
             raise TransportError(f"cannot reach {self.target}: {error}") from error
