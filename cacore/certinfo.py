@@ -16,6 +16,23 @@ from cacore.request import San
 _PEM_END = b"-----END CERTIFICATE-----"
 
 
+def load_certificate(pem: bytes) -> x509.Certificate:
+    """One PEM certificate, or ``ValueError`` for anything that is not one (cryptography raises
+    ``InvalidVersion``, not a ``ValueError``, for a bad version field)."""
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except x509.InvalidVersion as error:
+        raise ValueError(str(error)) from error
+
+
+def load_certificates(pem: bytes) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle, or ``ValueError``."""
+    try:
+        return x509.load_pem_x509_certificates(pem)
+    except x509.InvalidVersion as error:
+        raise ValueError(str(error)) from error
+
+
 def split_pem_certificates(pem: bytes) -> list[bytes]:
     """Each certificate of a PEM bundle, in order, normalised to end with one newline."""
     blocks = []

@@ -51,7 +51,7 @@ def read_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(data)
         csr.subject  # noqa: B018 - some malformed subjects fail only when first read
-    except ValueError as error:
+    except (ValueError, x509.InvalidVersion) as error:
         raise InvalidRequest(field, f"PEM does not parse as a CSR: {error}") from error
     return csr
 

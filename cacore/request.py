@@ -128,6 +128,11 @@ def split_san_list(text: str) -> list[str]:
     """A comma list of SANs, CSV-style: an entry holding commas (a ``DN:`` SAN such as
     ``DN:CN=app,O=Example``) is written in double quotes, ``"DN:CN=app,O=Example"``; a double
     quote inside quotes is doubled. Anything else splits at every comma."""
+    if any(char in text for char in "\r\n\0"):
+        # csv would stop at them with its own error; a SAN never holds one
+        raise InvalidRequest(
+            "sans", "holds a line break or a NUL character; write the SANs on one line"
+        )
     return next(csv.reader([text], skipinitialspace=True), [])
 
 

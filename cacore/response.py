@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from cacore.certinfo import chain_problem, split_pem_certificates
+from cacore.certinfo import chain_problem, load_certificate, split_pem_certificates
 from cacore.errors import CAFunctionError, CARefused, InvalidResponse
 from cacore.keys import public_key_bytes
 
@@ -40,7 +40,7 @@ class IssuedCertificate:
 
     @property
     def certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.certificate_pem)
+        return load_certificate(self.certificate_pem)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _pem_field(payload: dict, key: str) -> bytes:
 
 def _load(pem: bytes, key: str) -> x509.Certificate:
     try:
-        return x509.load_pem_x509_certificate(pem)
+        return load_certificate(pem)
     except ValueError as error:
         raise InvalidResponse(
             f"CA response {key} holds a certificate that does not parse: {error}"

@@ -14,7 +14,7 @@ from cryptography import x509
 
 from cacore import csr as csrs
 from cacore import exitcodes
-from cacore.certinfo import chain_problem, split_pem_certificates
+from cacore.certinfo import chain_problem, load_certificate, split_pem_certificates
 from cacore.csr import MAX_CSR_BYTES
 from cacore.edge.cliopts import access_from_args, config_from_args
 from cacore.edge.files import TooLarge, read_limited, write_file_atomic
@@ -378,13 +378,13 @@ def order_bundle(leaf: x509.Certificate, bundle_pem: bytes) -> list[bytes]:
     """The bundle's certificates from the leaf's issuer up to the root, whatever order the file
     has (the CA publishes root first; a TLS chain and ``ca.crt`` go issuing first)."""
     blocks = split_pem_certificates(bundle_pem)
-    by_subject = {x509.load_pem_x509_certificate(b).subject: b for b in blocks}
+    by_subject = {load_certificate(b).subject: b for b in blocks}
     ordered: list[bytes] = []
     issuer = leaf.issuer
     while issuer in by_subject and len(ordered) < len(blocks):
         block = by_subject[issuer]
         ordered.append(block)
-        cert = x509.load_pem_x509_certificate(block)
+        cert = load_certificate(block)
         if cert.issuer == cert.subject:
             break
         issuer = cert.issuer
@@ -404,13 +404,13 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     revoked = _revoked_serials(state, layout, args.common_name)
     record = _pick(records, serial, now, revoked, args.common_name)
     leaf_pem = record.certificate_pem or b""
-    leaf = x509.load_pem_x509_certificate(leaf_pem)
+    leaf = load_certificate(leaf_pem)
     bundle_pem, source = _ca_bundle(args, layout)
     try:
         chain = order_bundle(leaf, bundle_pem)
     except ValueError as error:
         raise GitopsError(f"CA bundle from {source} does not parse: {error}") from error
-    issuers = [x509.load_pem_x509_certificate(b) for b in chain]
+    issuers = [load_certificate(b) for b in chain]
     problem = chain_problem(leaf, issuers) if chain else "its issuer is not in the bundle"
     if problem:
         raise GitopsError(

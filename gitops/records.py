@@ -15,6 +15,7 @@ from datetime import datetime
 
 from cryptography import x509
 
+from cacore.certinfo import load_certificate
 from cacore.keys import public_key_bytes
 
 
@@ -32,7 +33,7 @@ class IssuedRecord:
     def certificate(self) -> x509.Certificate | None:
         if self.certificate_pem is None:
             return None
-        return x509.load_pem_x509_certificate(self.certificate_pem)
+        return load_certificate(self.certificate_pem)
 
     def public_key(self) -> bytes | None:
         cert = self.certificate
@@ -70,7 +71,7 @@ def certificate_pem(raw: object) -> bytes:
             data = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError) as error:
             raise ValueError(f"Certificate is neither PEM nor base64 of PEM: {error}") from error
-    x509.load_pem_x509_certificate(data)
+    load_certificate(data)
     return data
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography import x509
 
 from cacore import csr as csrs
+from cacore.certinfo import load_certificates
 from cacore.csr import MAX_CSR_BYTES
 from cacore.edge.files import TooLarge, read_limited
 from cacore.errors import InvalidRequest
@@ -442,7 +443,7 @@ def _check_revoked(file: str, text: str) -> list[Problem]:
 
 def _check_ca_bundle(file: str, data: bytes) -> list[Problem]:
     try:
-        certificates = x509.load_pem_x509_certificates(data)
+        certificates = load_certificates(data)
     except ValueError as error:
         return [
             Problem(file, f"is not a PEM certificate bundle: {error}", p.CA_BUNDLE, line=1, col=1)

@@ -231,7 +231,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     log.debug("settings loaded", extra={"fields": {"seconds": time.monotonic() - started}})
     if settings.mode == "once":
         return cli.run("cert-sidecar", lambda: once(settings))
-    return run(settings)
+    code = run(settings)
+    # Stop now: a worker blocked in a CA call (or the interpreter tearing down boto3) must not
+    # hold up a stop the orchestrator asked for. Logs and output are flushed first.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from cacore.certinfo import key_matches
+from cacore.certinfo import key_matches, load_certificate
 from cacore.credentials import FileNames
 from cacore.keys import PrivateKey, load_private_key
 
@@ -50,7 +50,7 @@ def observe(files: Mapping[str, bytes] | None, names: FileNames) -> Observed:
     if names.certificate in files:
         try:
             # The leaf comes first; the issuing CA after it is not needed for these checks.
-            certificate = x509.load_pem_x509_certificate(files[names.certificate])
+            certificate = load_certificate(files[names.certificate])
             certificate.not_valid_after_utc  # noqa: B018 - a bad validity fails only when read
         except ValueError as error:
             certificate = None
