@@ -251,7 +251,9 @@ def _check_tls(state: EnvState, doc: jsontext.Document) -> tuple[list[Problem], 
     problems += _duplicates(tls_file, doc, values, candidates)
     flagged = {pr.field for pr in problems if pr.is_error and pr.code == p.DUPLICATE}
     entries = [c for c in candidates if f"[{c.index}]" not in flagged]
-    referenced = {e.get("csr_file") for e in values if isinstance(e, dict)}
+    referenced = {
+        e["csr_file"] for e in values if isinstance(e, dict) and isinstance(e.get("csr_file"), str)
+    }
     for name in sorted(set(state.csrs) - referenced):
         problems.append(
             Problem(

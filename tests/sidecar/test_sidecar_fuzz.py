@@ -59,7 +59,8 @@ KEY = generate_key()
 ISSUED = parse_issued(CA.payload(CA.sign(KEY.public_key(), "App Client")))
 NAMES = FileNames()
 GOOD_FILES = credential_files(private_key_pem(KEY), ISSUED, NAMES)
-REQUEST = CertificateRequest(Subject("App Client"))  # not a domain: no SAN expected
+# not a domain: no SAN expected; MiniCA's leaf has no extended key usage: no purpose expected
+REQUEST = CertificateRequest(Subject("App Client"), purposes=())
 NOW = datetime.now(UTC)
 
 
