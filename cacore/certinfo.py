@@ -134,7 +134,7 @@ def sans_of(names: Iterable[x509.GeneralName]) -> tuple[San, ...]:
 def certificate_sans(cert: x509.Certificate) -> tuple[San, ...]:
     try:
         return sans_of(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # ValueError: malformed or repeated extensions
         return ()
 
 

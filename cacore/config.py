@@ -13,6 +13,8 @@ _FUNCTION_ARN = re.compile(
 )
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+# AWS region names: lower-case words and a number (eu-west-2, us-gov-west-1, cn-north-1).
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
 DEFAULT_FUNCTION = "serverless-tls-cert-dev"
 
@@ -29,6 +31,10 @@ class AWSAccess:
 
 
 def validate_access(access: AWSAccess, prefix: str = "") -> AWSAccess:
+    if access.region is not None and not _REGION.match(access.region):
+        raise ConfigurationError(
+            f"{prefix}region: {access.region!r} is not an AWS region name such as eu-west-2"
+        )
     if access.role_arn and not _ROLE_ARN.match(access.role_arn):
         raise ConfigurationError(
             f"{prefix}role_arn: {access.role_arn!r} is not an IAM role ARN "

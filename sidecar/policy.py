@@ -183,7 +183,7 @@ def sans_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Found:
 def purposes_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Found:
     try:
         usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # ValueError: malformed or repeated extensions
         usages = set()
     lacking = [p for p in request.purposes if _PURPOSE_OIDS[p] not in usages]
     if lacking:

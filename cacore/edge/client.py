@@ -120,9 +120,17 @@ class LambdaTransport:
                     f"role_arn: cannot assume {self.config.role_arn}: {error}; check the role's "
                     "trust policy and the caller's identity"
                 ) from error
-            except Exception as error:  # profile not found, bad session
+            except Exception as error:  # a profile not found, a region or endpoint boto refuses
+                field = {
+                    "ProfileNotFound": "profile",
+                    "InvalidRegionError": "region",
+                    "NoRegionError": "region",
+                }.get(
+                    type(error).__name__,
+                    "endpoint_url" if isinstance(error, ValueError) else "profile",
+                )
                 raise ConfigurationError(
-                    f"profile: cannot set up the AWS client: {error}"
+                    f"{field}: cannot set up the AWS client: {error}"
                 ) from error
         return self._client
 
