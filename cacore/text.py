@@ -30,6 +30,8 @@ def printable(text: object, limit: int = MAX_OUTSIDE_TEXT, keep_newlines: bool =
     characters."""
     value = text if isinstance(text, str) else str(text)
     length = len(value)
+    if length <= limit and value.isprintable():  # the usual case, at C speed
+        return value
     kept = set("\n\t") if keep_newlines else set()
     result = "".join(
         char if char in kept or not _unsafe(char) else _escape(char) for char in value[:limit]
@@ -50,6 +52,8 @@ def unsafe_character(text: str) -> str | None:
     character, a lone surrogate, a line separator), escaped for a message; None if there is none.
     Such characters cannot be encoded, or make a certificate's subject read differently than it
     is."""
+    if text.isprintable():  # no control, format, surrogate or separator character: at C speed
+        return None
     for char in text:
         if _unsafe(char):
             return _escape(char)
