@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cacore.certinfo import subject_fields, summarize
@@ -144,10 +145,10 @@ def read_csr_file(path: Path) -> bytes:
         ) from error
 
 
-def prepare_output(out: Path) -> None:
+def prepare_output(out: Path) -> bool:
     """Make sure the credential set can be written to ``out`` before anything is asked of the
     CA: a certificate that cannot be saved is lost, and with ``--csr`` the CA would then refuse
-    that CSR's key for ever (its key-reuse guard)."""
+    that CSR's key for ever (its key-reuse guard). Returns whether the folder was created."""
     if out.exists() and not out.is_dir():
         raise InvalidRequest("--out", f"{out} is a file, not a folder; choose a folder")
     created = not out.exists()
@@ -156,12 +157,30 @@ def prepare_output(out: Path) -> None:
         if created:
             os.chmod(out, 0o700)
         probe_writable(out)
+        return created
     except OSError as error:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
         raise InvalidRequest(
             "--out",
             f"cannot write in {out}: {error.strerror or error}; choose a folder you can write to "
             "(nothing was asked of the CA)",
         ) from error
+
+
+@contextlib.contextmanager
+def _output(out: Path) -> Iterator[None]:
+    """``out`` checked before the block; a folder made for it is removed again if the block
+    fails, so a failed command leaves nothing behind."""
+    created = prepare_output(out)
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
 
 
 WRITE_ATTEMPTS = 3
@@ -209,16 +228,16 @@ def run(args: argparse.Namespace, make_client: Callable[[], CAClient]) -> list[s
             request_from_args(args, validated=False), **subject_fields(csr.subject)
         )
         request = validate_as_flags(request, int(args.max_lifetime_days))
-        prepare_output(out)
-        issued = make_client().issue_csr(request, csr_pem)
+        with _output(out):
+            issued = make_client().issue_csr(request, csr_pem)
         files = credential_files(b"", issued, names)
         files = {name: data for name, data in files.items() if name not in names.private()}
         seconds_text, key_text = "", "your own key"
     else:
         request = request_from_args(args)
         spec = parse_key_spec(args.key_algorithm, "--key-algorithm")
-        prepare_output(out)
-        issuance = make_client().issue_with_new_key(request, spec)
+        with _output(out):
+            issuance = make_client().issue_with_new_key(request, spec)
         issued = issuance.certificate
         files = credential_files(private_key_pem(issuance.key), issued, names)
         seconds_text, key_text = f" in {issuance.seconds * 1000:.0f} ms", f"{spec} key"

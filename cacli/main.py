@@ -107,17 +107,21 @@ def _serve(args: argparse.Namespace) -> int:
         ) from error
     host, port = server.server_address[:2]
     host = host.decode() if isinstance(host, bytes) else host
-    print(f"listening on {host}:{port}", flush=True)
-    server.serve_in_thread()
-    deadline = time.monotonic() + args.seconds if args.seconds else None
+    # A long-running server: SIGTERM (how a container's PID 1 is stopped) ends it cleanly, 0.
+    serving = False
     try:
-        # A long-running server: SIGTERM (how a container's PID 1 is stopped) ends it cleanly.
+        print(f"listening on {host}:{port}", flush=True)
+        server.serve_in_thread()
+        serving = True
+        deadline = time.monotonic() + args.seconds if args.seconds else None
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.2)
     except Terminated:
         pass
     finally:
-        server.shutdown()
+        if serving:
+            server.shutdown()
+        server.server_close()
     return exitcodes.OK
 
 

@@ -22,6 +22,7 @@ from cacore.errors import (
     CAError,
     ConfigurationError,
     FunctionNotFound,
+    InvalidResponse,
     Throttled,
     Timeout,
     TransportError,
@@ -47,6 +48,7 @@ _ACCESS_CODES = {
     "AccessDenied",
 }
 _THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # the Lambda service's limit for a synchronous answer
 
 
 class Invoker(Protocol):
@@ -159,7 +161,8 @@ class LambdaTransport:
                 InvocationType="RequestResponse",
                 Payload=json.dumps(event).encode(),
             )
-            raw = response["Payload"].read()
+            # Lambda answers at most 6 MB; a hostile endpoint must not fill our memory.
+            raw = response["Payload"].read(MAX_PAYLOAD_BYTES + 1)
         except ClientError as error:
             raise _client_error(error) from error
         except (NoCredentialsError, PartialCredentialsError) as error:
@@ -178,6 +181,8 @@ class LambdaTransport:
             raise TransportError(f"invoke failed: {error}") from error
         except (OSError, ValueError) as error:  # a stream cut short, a body that is not HTTP
             raise TransportError(f"invoke failed: {type(error).__name__}: {error}") from error
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            raise InvalidResponse(f"{self.target} answered more than {MAX_PAYLOAD_BYTES} bytes")
         function_error = response.get("FunctionError")
         return decode_payload(raw), str(function_error) if function_error else None
 

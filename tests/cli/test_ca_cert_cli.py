@@ -128,7 +128,7 @@ def test_bad_input_is_one_clear_line_a_nonzero_exit_and_no_files(ca, tmp_path, a
     assert result.returncode == code
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and field in lines[0]
+    assert lines[0].startswith("ca-cert: error: ") and field in lines[0]
     assert not out.exists()
 
 
