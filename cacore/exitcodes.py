@@ -28,7 +28,7 @@ TABLE: tuple[tuple[int, str], ...] = (
         "bad input or configuration (a flag, a variable, a file), refused before anything "
         "was sent; the message names the setting and the fix",
     ),
-    (INTERRUPTED, "stopped by Ctrl-C (SIGINT) before the work was done"),
+    (INTERRUPTED, "stopped by Ctrl-C (SIGINT)"),
     (
         TERMINATED,
         "stopped by SIGTERM before the work was done (long-running commands, `cert-sidecar "

@@ -47,6 +47,10 @@ def say(prog: str, message: str) -> None:
 
 def run(prog: str, body: Callable[[], int]) -> int:
     """``body()``'s exit code, or the code of whatever stopped it, each with one line."""
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal or pipe that cannot show a character gets an escape, not a crash.
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     try:
         with sigterm_raises():
             return body()

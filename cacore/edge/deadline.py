@@ -13,7 +13,7 @@ from typing import TypeVar
 from cacore.errors import Timeout
 
 T = TypeVar("T")
-SLOW_AFTER_SECONDS = 2.0
+SLOW_AFTER_SECONDS = 3.0
 
 
 def call_with_deadline(

@@ -180,7 +180,7 @@ def c13(ctx: Ctx) -> Seen:
 
 def c14(ctx: Ctx) -> Seen:
     ctx.ca.inject("delay", seconds=20)
-    return ctx.issue("--timeout", "3")
+    return ctx.issue("--timeout", "5")
 
 
 def c15(ctx: Ctx) -> Seen:

@@ -17,6 +17,8 @@ import base64
 import contextlib
 import json
 
+import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
@@ -275,3 +277,38 @@ def test_fuzz_printable_text_holds_no_control_character_and_is_bounded(text, lim
     assert unsafe_character(safe) is None
     assert len(safe) <= 6 * limit + 40
     safe.encode("utf-8")  # always encodable for a terminal or a log
+
+
+# --- what the long runs found, kept as plain tests (docs/fuzzing.md) ----------------------------
+
+
+def _with_bad_version(der: bytes, marker: bytes, replacement: bytes) -> bytes:
+    assert marker in der[:40]
+    return der.replace(marker, replacement, 1)
+
+
+def test_found_a_csr_with_an_invalid_version_is_refused_not_a_crash():
+    der = x509.load_pem_x509_csr(REAL_CSR).public_bytes(serialization.Encoding.DER)
+    bad = _with_bad_version(der, b"\x02\x01\x00", b"\x02\x01\x40")  # version 64
+    pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bad)
+    pem += b"-----END CERTIFICATE REQUEST-----\n"
+    with pytest.raises(InvalidRequest) as caught:
+        csrs.read_csr(pem, "--csr")
+    assert "not a valid CSR version" in caught.value.message
+
+
+def test_found_a_certificate_with_an_invalid_version_is_an_invalid_response():
+    der = CA.issuing.public_bytes(serialization.Encoding.DER)
+    bad = _with_bad_version(der, b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x07")
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bad)
+    pem += b"-----END CERTIFICATE-----\n"
+    payload = dict(GOOD, Base64IssuingCaCertificate=_b64(pem))
+    with pytest.raises(CAError):
+        parse_issued(payload)
+
+
+@pytest.mark.parametrize("text", ["\r0", "a.example.com\nb.example.com", "a\x00b"])
+def test_found_a_san_list_with_a_line_break_or_nul_is_refused(text):
+    with pytest.raises(InvalidRequest) as caught:
+        parse_sans(text)
+    assert "line break or a NUL" in caught.value.message
