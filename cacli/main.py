@@ -72,7 +72,9 @@ def _issue(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     target = LambdaTransport(config).target
-    lines = issue.run(args, lambda: ca_client(config, on_slow=_waiting(target)))
+    lines = issue.run(
+        args, lambda: ca_client(config, on_slow=_waiting(target), refuse_not_valid_now=False)
+    )
     print(for_terminal("\n".join(lines)))
     return exitcodes.OK
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -120,14 +121,15 @@ def with_public_key(records: Iterable[IssuedRecord], public_key: bytes) -> list[
 def parse_serial(text: str) -> str:
     """A serial as the table keys it (decimal), from decimal, ``0x`` hex or ``3a:5f:..`` hex."""
     cleaned = text.strip().lower()
+    # Digits only: int() alone would also take a sign, underscores and other scripts' digits.
     try:
-        if cleaned.startswith("0x"):
+        if re.fullmatch(r"0x[0-9a-f]+", cleaned):
             return str(int(cleaned[2:], 16))
-        if ":" in cleaned:
+        if re.fullmatch(r"[0-9a-f]{1,2}(:[0-9a-f]{1,2})+", cleaned):
             return str(int(cleaned.replace(":", ""), 16))
-        if cleaned.isdigit():
+        if re.fullmatch(r"[0-9]+", cleaned):
             return str(int(cleaned))
-    except ValueError:
+    except ValueError:  # more digits than Python converts (4300)
         pass
     raise ValueError(
         f"{text!r} is not a serial number; give it in decimal as the DynamoDB table shows it, "

@@ -231,7 +231,7 @@ class CAClient:
         invoker: Invoker,
         clock: Callable[[], float] = time.monotonic,
         max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime | None] = lambda: datetime.now(UTC),
     ) -> None:
         self.invoker = invoker
         self.clock = clock
@@ -268,7 +268,16 @@ class CAClient:
         return parse_ca_chain(payload, function_error)
 
 
-def ca_client(config: CAConfig, on_slow: Callable[[float], None] | None = None) -> CAClient:
+def ca_client(
+    config: CAConfig,
+    on_slow: Callable[[float], None] | None = None,
+    refuse_not_valid_now: bool = True,
+) -> CAClient:
+    """The CA client for ``config``. A renewal loop refuses a certificate that is not valid now
+    (written, it would only be asked for again at once); a one-shot command keeps it and shows
+    its dates (``refuse_not_valid_now=False``), since the CA has already issued it."""
     return CAClient(
-        LambdaTransport(config, on_slow=on_slow), max_lifetime_days=config.max_lifetime_days
+        LambdaTransport(config, on_slow=on_slow),
+        max_lifetime_days=config.max_lifetime_days,
+        now=(lambda: datetime.now(UTC)) if refuse_not_valid_now else (lambda: None),
     )

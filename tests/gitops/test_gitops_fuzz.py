@@ -12,6 +12,7 @@ import contextlib
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.fuzzing import FUZZ, hostile_text, json_values
@@ -139,3 +140,16 @@ def test_fuzz_any_dynamodb_item_is_a_record(item):
 def test_fuzz_serials_parse_or_refuse(text):
     with contextlib.suppress(ValueError):
         assert parse_serial(text).isdigit()
+
+
+@pytest.mark.parametrize("text", [":-1", "0x-1", "0x_ff", "1_000", "+5", "٣", "²", "ab:", "0x"])
+def test_found_serials_with_signs_underscores_or_other_digits_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_serial(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "serial"), [("12345", "12345"), ("0x1f", "31"), ("1F:2a", "7978"), (" 007 ", "7")]
+)
+def test_serials_in_decimal_hex_and_colon_hex(text, serial):
+    assert parse_serial(text) == serial
