@@ -7,8 +7,8 @@ code) after it is written to a temporary folder:
 - ``entries``: a tls.json of N entries whose CSRs are absent, so every entry is a finding
   (``CsrMissing``) and every finding needs its line and column;
 - ``with_csrs``: N entries, each with its own real CSR (a fresh P-256 key), all valid.
-Prints one line per run, then ONE line of JSON with every figure (seconds per size and the
-microseconds per entry, whose flatness across sizes is what "linear" means).
+Prints one line per run on stderr, then ONE line of JSON on stdout with every figure (seconds
+per size and the microseconds per entry, whose flatness across sizes is what "linear" means).
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ def main() -> int:
         seconds, problems = measure(size, with_csrs=False)
         print(
             f"entries {size:>7}: {seconds:8.2f} s  {problems} findings  "
-            f"{seconds / size * 1e6:8.1f} us/entry"
+            f"{seconds / size * 1e6:8.1f} us/entry",
+            file=sys.stderr,
+            flush=True,
         )
         figures[f"entries_{size}_s"] = round(seconds, 3)
         figures[f"entries_{size}_us_per_entry"] = round(seconds / size * 1e6, 1)
@@ -94,7 +96,9 @@ def main() -> int:
         seconds, problems = measure(args.with_csrs, with_csrs=True)
         print(
             f"with CSRs {args.with_csrs:>5}: {seconds:8.2f} s  {problems} findings  "
-            f"{seconds / args.with_csrs * 1e6:8.1f} us/entry"
+            f"{seconds / args.with_csrs * 1e6:8.1f} us/entry",
+            file=sys.stderr,
+            flush=True,
         )
         figures[f"with_csrs_{args.with_csrs}_s"] = round(seconds, 3)
     print(json.dumps(figures))
