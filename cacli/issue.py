@@ -197,20 +197,30 @@ def save(out: Path, files: dict[str, bytes], private: set[str]) -> Path:
         except OSError as error:
             failure = error
             time.sleep(0.2 * (attempt + 1))
-    rescue = Path(tempfile.mkdtemp(prefix="ca-cert-rescued-"))  # 0700, in $TMPDIR
-    AtomicDirectoryWriter(rescue, Ownership(dir_mode=0o700)).write(files, private)
+    try:
+        rescue = Path(tempfile.mkdtemp(prefix="ca-cert-rescued-"))  # 0700, in $TMPDIR
+        AtomicDirectoryWriter(rescue, Ownership(dir_mode=0o700)).write(files, private)
+    except OSError as error:
+        raise NotSaved(out, None, failure, error) from error
     raise NotSaved(out, rescue, failure)
 
 
 class NotSaved(Exception):
     """The CA issued, ``--out`` could not be written even after retries; the set is safe in
-    ``rescue``."""
+    ``rescue`` (None: no rescue folder could be written either)."""
 
-    def __init__(self, out: Path, rescue: Path, error: OSError) -> None:
+    def __init__(
+        self, out: Path, rescue: Path | None, error: OSError, rescue_error: OSError | None = None
+    ) -> None:
+        where = (
+            f"the whole set was saved in {rescue} instead: move it where it belongs"
+            if rescue is not None
+            else f"no rescue folder in {tempfile.gettempdir()} could be written either "
+            f"({rescue_error.strerror if rescue_error else ''}); free some space and run again"
+        )
         super().__init__(
             f"the CA issued the certificate, but {out} could not be written "
-            f"({error.strerror or error}); the whole set was saved in {rescue} instead: move "
-            "it where it belongs"
+            f"({error.strerror or error}); {where}"
         )
         self.rescue = rescue
 
