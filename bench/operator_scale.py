@@ -17,12 +17,13 @@ from pathlib import Path
 
 from benchlib import (
     APPLY_WORKERS,
-    kubehandle,
-    localkube,
     measure_operator,
     start_local_ca_issuer,
     start_operator,
 )
+
+from kubelocal.binaries import ensure_binaries
+from kubelocal.handle import local_cluster
 
 TARGET_RATE, TARGET_RSS_MB = 20.0, 150.0
 
@@ -39,8 +40,8 @@ def main() -> int:
         parser.error("--timeout must be between 1 and 3600 seconds")
 
     scratch = Path(tempfile.mkdtemp(prefix="lcc-bench-operator-"))
-    binaries = localkube.ensure_binaries()
-    with kubehandle.local_cluster(binaries) as (kube, plane):
+    binaries = ensure_binaries()
+    with local_cluster(binaries) as (kube, plane):
         ca = start_local_ca_issuer(kube, scratch / "ca")
         operator = None
         try:

@@ -109,7 +109,9 @@ def _serve(args: argparse.Namespace) -> int:
         ) from error
     host, port = server.server_address[:2]
     host = host.decode() if isinstance(host, bytes) else host
-    # A long-running server: SIGTERM (how a container's PID 1 is stopped) ends it cleanly, 0.
+    # A long-running server: SIGTERM ends it cleanly, 0. As a container's PID 1 (the example
+    # app's Pod) SIGTERM has no default action: without a handler every Pod deletion would wait
+    # out the grace period.
     serving = False
     try:
         print(f"listening on {host}:{port}", flush=True)

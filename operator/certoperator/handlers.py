@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -22,7 +23,7 @@ from cacore.backoff import backoff_delay
 from cacore.errors import CAError
 from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, LABEL_CERTIFICATE, VERSION
 from certoperator.capool import CAPool
-from certoperator.kube import Connection, KubeApi
+from certoperator.kube import Connection, KubeApi, in_cluster_server
 from certoperator.metrics import Metrics
 from certoperator.reconcile import Context, Reconciler
 from certoperator.settings import from_env
@@ -101,15 +102,18 @@ async def login(
 ) -> Any:
     """kopf's usual credentials (in-cluster ServiceAccount, else kubeconfig; through the
     kubernetes client's loader when it is installed, which also knows exec plugins), in a
-    session with a bounded connection pool that the operator's own calls share."""
+    session with a bounded connection pool that the operator's own calls share. In a Pod the
+    server is the `kubernetes` Service's address, as client-go finds it (no DNS needed)."""
     import aiohttp
 
     if _kubernetes_client_available():
         info = kopf.login_via_client(logger=logger, settings=settings)
     else:
-        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-            settings=settings
-        )
+        in_cluster = kopf.login_with_service_account(settings=settings)
+        server = in_cluster_server(os.environ)
+        if in_cluster is not None and server is not None:
+            in_cluster = dataclasses.replace(in_cluster, server=server)
+        info = in_cluster or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         return None
     session = aiohttp.ClientSession(

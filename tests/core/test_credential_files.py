@@ -298,3 +298,16 @@ def test_read_limited_reads_regular_files_only_and_no_more_than_the_limit(tmp_pa
         read_limited(tmp_path / path, 100)
     (tmp_path / "small").write_bytes(b"x" * 100)
     assert read_limited(tmp_path / "small", 100) == b"x" * 100
+
+
+def test_only_the_newest_replaced_versions_are_kept_however_fast_the_renewals(tmp_path):
+    now = [1_000_000_000.0]
+    writer = AtomicDirectoryWriter(tmp_path, grace_seconds=60, max_kept=3, clock=lambda: now[0])
+    written = []
+    for _ in range(10):
+        files, names = issued_files()
+        written.append(writer.write(files, names.private()))
+        now[0] += 0.001
+    kept = sorted(p for p in tmp_path.iterdir() if p.name.startswith("..2"))
+    assert kept == sorted(written[-4:])
+    assert read_credential_set(tmp_path) == files
