@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 from dataclasses import dataclass
 
 from cacore.errors import ConfigurationError
@@ -77,10 +78,10 @@ def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
             "serverless-tls-cert-dev) nor a function ARN"
         )
     validate_access(config.access, prefix)
-    if config.endpoint_url and not re.match(r"^https?://[^/\s]+", config.endpoint_url):
+    if config.endpoint_url and not _usable_url(config.endpoint_url):
         raise ConfigurationError(
-            f"{prefix}endpoint_url: {config.endpoint_url!r} must be an http(s) URL such as "
-            "http://127.0.0.1:9000"
+            f"{prefix}endpoint_url: {config.endpoint_url!r} must be an http(s) URL with a port "
+            "from 1 to 65535, such as http://127.0.0.1:9000"
         )
     if config.max_lifetime_days < 1:
         raise ConfigurationError(
@@ -90,3 +91,15 @@ def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
     if config.read_timeout <= 0 or config.connect_timeout <= 0:
         raise ConfigurationError(f"{prefix}timeouts must be positive")
     return config
+
+
+def _usable_url(url: str) -> bool:
+    """An http(s) URL whose host and port parse: a bad one would fail every call, not the start."""
+    if not re.match(r"^https?://[^/\s]+", url):
+        return False
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is no number or out of range
+    except ValueError:  # also an unclosed IPv6 bracket
+        return False
+    return bool(parts.hostname) and port != 0

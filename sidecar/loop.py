@@ -31,7 +31,7 @@ from cacore.renewal import RenewalPolicy
 from cacore.request import CertificateRequest
 from sidecar.observe import Observed, observe, unreadable
 from sidecar.policy import Decision, evaluate, readiness_problem
-from sidecar.settings import Settings
+from sidecar.settings import Settings, setting_message
 from sidecar.state import State
 
 log = logging.getLogger("sidecar.loop")
@@ -282,7 +282,11 @@ class RenewalLoop:
         except CARefused as error:
             # The CA's own words (control characters escaped): they say what to change.
             raise AttemptFailed(error.reason, error.message, False, None) from error
-        except (ConfigurationError, InvalidRequest) as error:
+        except ConfigurationError as error:
+            raise AttemptFailed(
+                error.reason, setting_message(error), False, None, usage=True
+            ) from error
+        except InvalidRequest as error:
             raise AttemptFailed(error.reason, error.message, False, None, usage=True) from error
         except CAError as error:
             raise AttemptFailed(error.reason, error.message, error.retryable, None) from error

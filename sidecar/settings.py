@@ -50,7 +50,9 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
     def label(self) -> str:
-        return f"{self.variables[0]} ({self.flag})"
+        # Every variable that sets it: a bad AWS_REGION must not be blamed on an unset
+        # CERT_SIDECAR_REGION.
+        return f"{' or '.join(self.variables)} ({self.flag})"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -349,6 +351,20 @@ def _core_message(error: InvalidRequest, name: str) -> str:
     field, _, message = error.message.partition(": ")
     inner = "[" in field or "." in field
     return error.message if inner else message
+
+
+def setting_message(error: ConfigurationError) -> str:
+    """A configuration error met at call time (an AWS profile that does not exist, no
+    credentials), its core field name shown as the setting a user changes."""
+    field, sep, message = error.message.partition(": ")
+    if not sep:
+        return error.message
+    if field == "credentials":
+        return f"AWS credentials: {message}"
+    base = field.split("[")[0].split(".")[0]
+    if base in _BY_NAME or base in ("lifetime", "timeouts"):
+        return f"{_field_option(field).label()}: {message}"
+    return error.message
 
 
 def _field_option(field: str) -> Option:

@@ -60,10 +60,11 @@ def env_default(name: str, default: str) -> str:
 # A core configuration field -> the flag that sets it, for messages.
 CONFIG_FLAGS = {
     "function": "--function",
-    "region": "--region",
-    "profile": "--profile",
+    # The environment sets these too: a bad AWS_REGION must be recognisable as such.
+    "region": "--region (or AWS_REGION)",
+    "profile": "--profile (or AWS_PROFILE)",
     "role_arn": "--role-arn",
-    "endpoint_url": "--endpoint-url",
+    "endpoint_url": "--endpoint-url (or AWS_ENDPOINT_URL_LAMBDA)",
     "max_lifetime_days": "--max-lifetime-days",
     "timeouts": "--timeout",
     "credentials": "AWS credentials",
@@ -119,9 +120,10 @@ def add_ca_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--endpoint-url",
-        default=None,
+        # Read here rather than left to boto3, so a bad value is refused before anything else.
+        default=os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL"),
         help="Lambda endpoint, e.g. http://127.0.0.1:9000 for the local CA "
-        "(boto3 also reads AWS_ENDPOINT_URL_LAMBDA)",
+        "(env AWS_ENDPOINT_URL_LAMBDA)",
     )
 
 

@@ -50,8 +50,10 @@ class Ctx:
         text = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
         return Seen(done.returncode, text)
 
-    def issue(self, *args: str, out: str = "out") -> Seen:
-        return self.run("issue", "--common-name", "partner.example.com", "--out", out, *args)
+    def issue(self, *args: str, out: str = "out", env: dict | None = None) -> Seen:
+        return self.run(
+            "issue", "--common-name", "partner.example.com", "--out", out, *args, env=env
+        )
 
     def csr_file(self, data: bytes, name: str = "x.csr") -> str:
         path = self.tmp / name
@@ -291,6 +293,30 @@ def c32(ctx: Ctx) -> Seen:
     proc.send_signal(signal.SIGTERM)
     seen = _finish(proc, timeout=10)
     return Seen(seen.code, first + seen.output)
+
+
+def _untouched(ctx: Ctx, seen: Seen) -> Seen:
+    """The CA was not asked, and no --out folder was left behind."""
+    assert not (ctx.tmp / "out").exists(), seen.output
+    return seen
+
+
+def c33(ctx: Ctx) -> Seen:
+    before = ctx.ca.stats()["invocations"]
+    seen = ctx.issue(env=dict(ctx.env, AWS_REGION="eu west"))
+    assert ctx.ca.stats()["invocations"] == before
+    return _untouched(ctx, seen)
+
+
+def c34(ctx: Ctx) -> Seen:
+    (ctx.tmp / "config").write_text("[profile real]\nregion = us-east-1\n")
+    env = dict(ctx.env, AWS_PROFILE="gone", AWS_CONFIG_FILE=str(ctx.tmp / "config"))
+    return _untouched(ctx, ctx.issue(env=env))
+
+
+def c35(ctx: Ctx) -> Seen:
+    env = dict(ctx.env, AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:99999")
+    return _untouched(ctx, ctx.issue(env=env))
 
 
 SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"c\d+", name)}

@@ -326,6 +326,25 @@ def s26(ctx: Ctx) -> Seen:
     return ctx.run("once", sans="a.example.com,\nb.example.com")
 
 
+def s27(ctx: Ctx) -> Seen:
+    (ctx.tmp / "config").write_text("[profile real]\nregion = us-east-1\n")
+    env = dict(ctx.env(), AWS_PROFILE="gone", AWS_CONFIG_FILE=str(ctx.tmp / "config"))
+    before = ctx.ca.stats()["invocations"]
+    seen = ctx.run("once", env=env)
+    assert ctx.ca.stats()["invocations"] == before
+    return seen
+
+
+def s28(ctx: Ctx) -> Seen:
+    env = dict(ctx.env(), AWS_REGION="eu west")
+    env.pop("CERT_SIDECAR_REGION", None)
+    return ctx.run("once", env=env)
+
+
+def s29(ctx: Ctx) -> Seen:
+    return ctx.run("once", endpoint_url="http://127.0.0.1:99999")
+
+
 SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"s\d+", name)}
 
 
