@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from cacore.errors import ConfigurationError
 from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
