@@ -257,8 +257,10 @@ def current_version(directory: Path) -> str | None:
     this directory: not a symlink, a path elsewhere, a loop."""
     try:
         target = os.readlink(directory / DATA_LINK)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return None
+    except NotADirectoryError as error:
+        raise UnreadableSet(f"{directory} is not a directory; point the output at one") from error
     except OSError as error:
         if error.errno == errno.EINVAL:
             raise UnreadableSet(f"{DATA_LINK} is not a symbolic link to a version") from error
@@ -347,6 +349,9 @@ def probe_writable(directory: Path) -> None:
     """Raise the ``OSError`` a write of a credential set into ``directory`` would meet (not a
     folder, no permission, read-only, full), before anyone asks the CA for a certificate that
     could then not be saved. Creates the directory if needed; leaves nothing behind."""
+    if directory.exists() and not directory.is_dir():
+        # mkdir would say "File exists", which reads as if the write had met a leftover.
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
     directory.mkdir(parents=True, exist_ok=True)
     probe = Path(tempfile.mkdtemp(prefix="..probe.", dir=directory))
     try:

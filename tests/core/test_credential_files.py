@@ -283,8 +283,15 @@ def test_probe_writable_leaves_nothing_and_raises_what_a_write_would_meet(tmp_pa
     probe_writable(tmp_path / "new" / "out")
     assert list((tmp_path / "new" / "out").iterdir()) == []
     (tmp_path / "a-file").write_text("x")
-    with pytest.raises(OSError):
+    with pytest.raises(NotADirectoryError):  # not mkdir's "File exists": it says what is wrong
         probe_writable(tmp_path / "a-file")
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below"])
+def test_an_output_that_is_a_file_is_unreadable_not_nothing_published(tmp_path, where):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UnreadableSet, match="is not a directory"):
+        read_credential_set(tmp_path / where)
 
 
 @pytest.mark.parametrize(

@@ -345,6 +345,11 @@ def s29(ctx: Ctx) -> Seen:
     return ctx.run("once", endpoint_url="http://127.0.0.1:99999")
 
 
+def s30(ctx: Ctx) -> Seen:
+    (ctx.tmp / "a-file").write_text("not a folder")
+    return ctx.run("check", output_dir=ctx.tmp / "a-file")
+
+
 SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"s\d+", name)}
 
 
