@@ -78,11 +78,7 @@ def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
             "serverless-tls-cert-dev) nor a function ARN"
         )
     validate_access(config.access, prefix)
-    if config.endpoint_url and not _usable_url(config.endpoint_url):
-        raise ConfigurationError(
-            f"{prefix}endpoint_url: {config.endpoint_url!r} must be an http(s) URL with a port "
-            "from 1 to 65535, such as http://127.0.0.1:9000"
-        )
+    check_endpoint_url(config.endpoint_url, f"{prefix}endpoint_url")
     if config.max_lifetime_days < 1:
         raise ConfigurationError(
             f"{prefix}max_lifetime_days: {config.max_lifetime_days} must be at least 1 "
@@ -93,8 +89,18 @@ def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
     return config
 
 
+def check_endpoint_url(url: str | None, field: str) -> str | None:
+    """An AWS endpoint URL (a local CA, moto, a VPC endpoint) whose host and port parse: a bad
+    one would fail every call instead of the start."""
+    if url and not _usable_url(url):
+        raise ConfigurationError(
+            f"{field}: {url!r} must be an http(s) URL with a port from 1 to 65535, such as "
+            "http://127.0.0.1:9000"
+        )
+    return url
+
+
 def _usable_url(url: str) -> bool:
-    """An http(s) URL whose host and port parse: a bad one would fail every call, not the start."""
     if not re.match(r"^https?://[^/\s]+", url):
         return False
     try:

@@ -17,7 +17,13 @@ NO_CREDENTIALS = (
 
 
 class CATable:
-    def __init__(self, table: str, access: AWSAccess, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        table: str,
+        access: AWSAccess,
+        endpoint_url: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
         from botocore.config import Config  # ~0.3 s: only commands that read the table pay
 
         self.table = table
@@ -36,8 +42,9 @@ class CATable:
                 endpoint_url=endpoint_url,
                 config=Config(
                     retries={"max_attempts": 3, "mode": "standard"},
-                    connect_timeout=5,
-                    read_timeout=60,
+                    # --timeout bounds every wait, the table's as well as the CA's.
+                    connect_timeout=min(5.0, timeout),
+                    read_timeout=min(60.0, timeout),
                 ),
             )
         except NoRegionError as error:
@@ -51,9 +58,10 @@ class CATable:
                 f"role_arn: cannot assume {access.role_arn}: {error}; check the role's trust "
                 "policy and your identity"
             ) from error
-        except Exception as error:  # a profile that does not exist, and friends
+        except Exception as error:  # a profile that does not exist, an endpoint boto refuses
+            field = "dynamodb_endpoint_url" if isinstance(error, ValueError) else "profile"
             raise ConfigurationError(
-                f"profile: cannot set up the AWS session for DynamoDB: {error}"
+                f"{field}: cannot set up the AWS session for DynamoDB: {error}"
             ) from error
 
     def _call(self, operation: str, **kwargs: object) -> dict:
@@ -76,7 +84,7 @@ class CATable:
             raise GitopsError(f"DynamoDB {operation} on {self.table} failed: {error}") from error
         except (NoCredentialsError, PartialCredentialsError) as error:
             raise ConfigurationError(NO_CREDENTIALS) from error
-        except BotoCoreError as error:
+        except (BotoCoreError, OSError, ValueError) as error:  # ValueError: a URL boto refuses
             where = self.endpoint_url or "AWS"
             raise GitopsError(f"cannot reach DynamoDB at {where}: {error}") from error
 

@@ -15,6 +15,7 @@ from cryptography import x509
 from cacore import csr as csrs
 from cacore import exitcodes
 from cacore.certinfo import chain_problem, load_certificate, split_pem_certificates
+from cacore.config import check_endpoint_url
 from cacore.csr import MAX_CSR_BYTES
 from cacore.edge.cliopts import access_from_args, config_from_args
 from cacore.edge.files import TooLarge, read_limited, write_file_atomic
@@ -234,7 +235,8 @@ def _table(args: argparse.Namespace, layout: EnvLayout) -> CATable:
     from gitops.ca_table import CATable
 
     name = args.table or table_name(check_project_name(args.project), layout.env)
-    return CATable(name, access_from_args(args), args.dynamodb_endpoint_url)
+    endpoint = check_endpoint_url(args.dynamodb_endpoint_url, "dynamodb_endpoint_url")
+    return CATable(name, access_from_args(args), endpoint, timeout=float(args.timeout))
 
 
 def _invoker(args: argparse.Namespace, layout: EnvLayout) -> LambdaTransport:

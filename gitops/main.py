@@ -56,8 +56,9 @@ def _table_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--dynamodb-endpoint-url",
-        default=None,
-        help="DynamoDB endpoint (boto3 also reads AWS_ENDPOINT_URL_DYNAMODB)",
+        # Read here rather than left to boto3, so a bad value is refused before anything else.
+        default=os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
+        help="DynamoDB endpoint (env AWS_ENDPOINT_URL_DYNAMODB)",
     )
 
 

@@ -65,6 +65,7 @@ CONFIG_FLAGS = {
     "profile": "--profile (or AWS_PROFILE)",
     "role_arn": "--role-arn",
     "endpoint_url": "--endpoint-url (or AWS_ENDPOINT_URL_LAMBDA)",
+    "dynamodb_endpoint_url": "--dynamodb-endpoint-url (or AWS_ENDPOINT_URL_DYNAMODB)",
     "max_lifetime_days": "--max-lifetime-days",
     "timeouts": "--timeout",
     "credentials": "AWS credentials",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -192,6 +193,22 @@ def g20(ctx: Ctx) -> Seen:
 def g21(ctx: Ctx) -> Seen:
     ctx.valid_tree()
     return ctx.run("fetch", "--env", "dev", "partner.example.com", "--table", "NosuchCADev")
+
+
+def g22(ctx: Ctx) -> Seen:
+    ctx.valid_tree()
+    env = {**ctx.env, "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:99999"}
+    return ctx.run("fetch", "--env", "dev", "partner.example.com", env=env)
+
+
+def g23(ctx: Ctx) -> Seen:
+    ctx.valid_tree()
+    with socket.socket() as silent:  # connections complete in the backlog; nothing answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        env = {**ctx.env, "AWS_ENDPOINT_URL_DYNAMODB": endpoint}
+        return ctx.run("fetch", "--env", "dev", "partner.example.com", "--timeout", "2", env=env)
 
 
 SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"g\d+", name)}
