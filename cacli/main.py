@@ -17,7 +17,13 @@ from cacli.tls import MutualTLSServer, handshake
 from cacore import exitcodes
 from cacore.edge import cli
 from cacore.edge.cli import Terminated
-from cacore.edge.cliopts import OneLineParser, add_ca_arguments, as_flags, config_from_args
+from cacore.edge.cliopts import (
+    OneLineParser,
+    add_ca_arguments,
+    as_flags,
+    bounded,
+    config_from_args,
+)
 from cacore.errors import CAError, ConfigurationError, InvalidRequest, Timeout
 from cacore.text import for_terminal
 
@@ -52,7 +58,12 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("address", type=_host_port, metavar="HOST:PORT")
     serve.add_argument("--certs", type=Path, default=Path("certs-out"))
-    serve.add_argument("--seconds", type=float, default=0, help="stop after this long (0: never)")
+    serve.add_argument(
+        "--seconds",
+        type=bounded(float, 0, 999_999, "a number of seconds"),
+        default=0,
+        help="stop after this long (0: never)",
+    )
     return root
 
 
