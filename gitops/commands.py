@@ -236,7 +236,8 @@ def _table(args: argparse.Namespace, layout: EnvLayout) -> CATable:
 
     name = args.table or table_name(check_project_name(args.project), layout.env)
     endpoint = check_endpoint_url(args.dynamodb_endpoint_url, "dynamodb_endpoint_url")
-    return CATable(name, access_from_args(args), endpoint, timeout=float(args.timeout))
+    timeout = float(getattr(args, "timeout", 60))  # revoke has no --timeout: the table only
+    return CATable(name, access_from_args(args), endpoint, timeout=timeout)
 
 
 def _invoker(args: argparse.Namespace, layout: EnvLayout) -> LambdaTransport:

@@ -14,18 +14,25 @@ import os
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+
+def fuzz_settings(examples: int) -> settings:
+    """A bounded budget, no deadline (a loaded CI machine is slow, not wrong), no example
+    database (each run starts fresh), and no health check that only says the input is big."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.filter_too_much,
+        ],
+    )
+
+
 EXAMPLES = int(os.environ.get("LCC_FUZZ_EXAMPLES", "80"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.filter_too_much,
-    ],
-)
+FUZZ = fuzz_settings(EXAMPLES)
 
 # Text as hostile input comes: any code point (controls, surrogates, bidi overrides, NUL), mixed
 # with text made of the characters the parsers split on, so both paths get exercised.
