@@ -230,10 +230,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_USAGE
     log.debug("settings loaded", extra={"fields": {"seconds": time.monotonic() - started}})
     if settings.mode == "once":
-        return cli.run("cert-sidecar", lambda: once(settings))
-    code = run(settings)
+        code = cli.run("cert-sidecar", lambda: once(settings))
+    else:
+        code = run(settings)
     # Stop now: a worker blocked in a CA call (or the interpreter tearing down boto3) must not
-    # hold up a stop the orchestrator asked for. Logs and output are flushed first.
+    # hold up a stop the orchestrator asked for, nor write to stderr while the interpreter
+    # finalises it. Logs and output are flushed first.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
