@@ -131,14 +131,27 @@ _PURPOSE_OIDS = {
 }
 
 
+# How subject attributes are written for people (RFC 4514), not the core's field names.
+_SHORT_NAMES = {
+    "country": "C",
+    "state": "ST",
+    "locality": "L",
+    "organization": "O",
+    "organizational_unit": "OU",
+    "common_name": "CN",
+    "email_address": "emailAddress",
+}
+
+
 def subject_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Found:
     # Only the configured attributes are compared: the CA may fill others in from its defaults.
     for name, wanted in request.subject.fields().items():
         found = [str(a.value) for a in cert.subject.get_attributes_for_oid(SUBJECT_OIDS[name])]
         if found != [wanted]:
-            return Verdict(
-                SUBJECT_MISMATCH, f"{name} is {found[0] if found else None!r}, want {wanted!r}"
-            )
+            short = _SHORT_NAMES[name]
+            has = f"{short}={found[0]!r}" if found else f"no {short}"
+            want = f"{short}={wanted!r}"
+            return Verdict(SUBJECT_MISMATCH, f"the certificate has {has}; the settings want {want}")
     return None
 
 

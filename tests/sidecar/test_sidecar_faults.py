@@ -350,6 +350,14 @@ def s30(ctx: Ctx) -> Seen:
     return ctx.run("check", output_dir=ctx.tmp / "a-file")
 
 
+def s31(ctx: Ctx) -> Seen:
+    out = ctx.tmp / "certs"
+    _first_issue(ctx, out)
+    seen = ctx.run("check", output_dir=out, common_name="other.example.com")
+    assert "common_name" not in seen.output  # a core field name, not what users set
+    return seen
+
+
 SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"s\d+", name)}
 
 
