@@ -17,7 +17,13 @@ from cacore.credentials import FileNames, Ownership, credential_files
 from cacore.csr import MAX_CSR_BYTES, check_csr, load_csr
 from cacore.edge.client import CAClient
 from cacore.edge.cliopts import bounded
-from cacore.edge.files import AtomicDirectoryWriter, TooLarge, probe_writable, read_limited
+from cacore.edge.files import (
+    AtomicDirectoryWriter,
+    TooLarge,
+    probe_writable,
+    read_limited,
+    unusable_folder,
+)
 from cacore.errors import InvalidRequest
 from cacore.keys import parse_key_spec, private_key_pem
 from cacore.request import (
@@ -151,6 +157,9 @@ def prepare_output(out: Path) -> bool:
     that CSR's key for ever (its key-reuse guard). Returns whether the folder was created."""
     if out.exists() and not out.is_dir():
         raise InvalidRequest("--out", f"{out} is a file, not a folder; choose a folder")
+    problem = unusable_folder(out)
+    if problem is not None:
+        raise InvalidRequest("--out", f"{out} is {problem.strerror}; choose a folder")
     created = not out.exists()
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)

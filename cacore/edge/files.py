@@ -345,13 +345,28 @@ def fingerprint(directory: Path) -> tuple[object, ...]:
     return tuple(parts)
 
 
+def unusable_folder(path: Path) -> OSError | None:
+    """Why ``path`` cannot be a folder to write in, seen without touching it (mkdir would only
+    say "File exists", which reads as if the write had met a leftover)."""
+    if path.is_symlink() and not path.exists():
+        target = os.readlink(path)
+        return FileNotFoundError(
+            errno.ENOENT,
+            f"a symbolic link to {target!r} that leads nowhere (missing, or a loop)",
+            str(path),
+        )
+    if path.exists() and not path.is_dir():
+        return NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
+    return None
+
+
 def probe_writable(directory: Path) -> None:
     """Raise the ``OSError`` a write of a credential set into ``directory`` would meet (not a
     folder, no permission, read-only, full), before anyone asks the CA for a certificate that
     could then not be saved. Creates the directory if needed; leaves nothing behind."""
-    if directory.exists() and not directory.is_dir():
-        # mkdir would say "File exists", which reads as if the write had met a leftover.
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
+    problem = unusable_folder(directory)
+    if problem is not None:
+        raise problem
     directory.mkdir(parents=True, exist_ok=True)
     probe = Path(tempfile.mkdtemp(prefix="..probe.", dir=directory))
     try:

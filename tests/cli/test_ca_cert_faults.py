@@ -319,6 +319,14 @@ def c35(ctx: Ctx) -> Seen:
     return _untouched(ctx, ctx.issue(env=env))
 
 
+def c36(ctx: Ctx) -> Seen:
+    (ctx.tmp / "loop").symlink_to("loop")
+    before = ctx.ca.stats()["invocations"]
+    seen = ctx.issue(out="loop")
+    assert ctx.ca.stats()["invocations"] == before
+    return seen
+
+
 SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"c\d+", name)}
 
 

@@ -287,6 +287,13 @@ def test_probe_writable_leaves_nothing_and_raises_what_a_write_would_meet(tmp_pa
         probe_writable(tmp_path / "a-file")
 
 
+@pytest.mark.parametrize("target", ["loop", "missing/folder"])
+def test_probe_writable_names_a_symbolic_link_that_leads_nowhere(tmp_path, target):
+    (tmp_path / "loop").symlink_to(target)
+    with pytest.raises(FileNotFoundError, match="leads nowhere"):
+        probe_writable(tmp_path / "loop")
+
+
 @pytest.mark.parametrize("where", ["a-file", "a-file/below"])
 def test_an_output_that_is_a_file_is_unreadable_not_nothing_published(tmp_path, where):
     (tmp_path / "a-file").write_text("x")
