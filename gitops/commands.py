@@ -93,6 +93,9 @@ def validate(
 def init(root: Path, env: str, ca_bundle: Path | None) -> tuple[int, str]:
     layout = _layout(root, env)
     created = []
+    for folder in (root, layout.directory, layout.csr_dir):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--root: {display(folder)} is a file, not a folder; move it away")
     layout.csr_dir.mkdir(parents=True, exist_ok=True)
     keep = layout.csr_dir / ".gitkeep"  # git keeps no empty folders
     files = {

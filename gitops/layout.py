@@ -62,9 +62,11 @@ def csr_file_name(common_name: str) -> str:
 def display(path: Path) -> str:
     """The path as the user would type it from here, for messages and CI annotations."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:
         return str(path)
+    # Outside this folder the absolute path reads better than a climb (../../dev/zero).
+    return os.path.abspath(path) if relative.split(os.sep, 1)[0] == os.pardir else relative
 
 
 @dataclass(frozen=True)

@@ -446,10 +446,13 @@ def _check_revoked(file: str, text: str) -> list[Problem]:
 def _check_ca_bundle(file: str, data: bytes) -> list[Problem]:
     try:
         certificates = load_certificates(data)
-    except ValueError as error:
-        return [
-            Problem(file, f"is not a PEM certificate bundle: {error}", p.CA_BUNDLE, line=1, col=1)
-        ]
+    except ValueError:
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            why = "holds no -----BEGIN CERTIFICATE----- block"
+        else:  # cryptography only says "Unable to load PEM file" and links its FAQ
+            why = "a certificate in it is cut short or damaged"
+        message = f"is not a PEM certificate bundle: {why}; use the CA's published bundle"
+        return [Problem(file, message, p.CA_BUNDLE, line=1, col=1)]
     for cert in certificates:
         try:
             is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

@@ -211,6 +211,16 @@ def g23(ctx: Ctx) -> Seen:
         return ctx.run("fetch", "--env", "dev", "partner.example.com", "--timeout", "2", env=env)
 
 
+def g24(ctx: Ctx) -> Seen:
+    (ctx.tmp / "bundle.pem").write_bytes(csr_pem("partner.example.com"))  # a CSR, not a bundle
+    return ctx.run("init", "--root", "fresh", "--env", "dev", "--ca-bundle", "bundle.pem")
+
+
+def g25(ctx: Ctx) -> Seen:
+    (ctx.tmp / "a-file").write_text("not a folder")
+    return ctx.run("init", "--root", "a-file", "--env", "dev")
+
+
 SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"g\d+", name)}
 
 
