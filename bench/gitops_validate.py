@@ -71,6 +71,14 @@ def measure(size: int, with_csrs: bool) -> tuple[float, int]:
     return seconds, problems
 
 
+def _report(label: str, size: int, seconds: float, problems: int) -> None:
+    print(
+        f"{label}: {seconds:8.2f} s  {problems} findings  {seconds / size * 1e6:8.1f} us/entry",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="4000,20000,100000", help="entries per run (comma list)")
@@ -84,22 +92,12 @@ def main() -> int:
     figures: dict[str, object] = {"bench": "gitops_validate"}
     for size in sizes:
         seconds, problems = measure(size, with_csrs=False)
-        print(
-            f"entries {size:>7}: {seconds:8.2f} s  {problems} findings  "
-            f"{seconds / size * 1e6:8.1f} us/entry",
-            file=sys.stderr,
-            flush=True,
-        )
+        _report(f"entries {size:>7}", size, seconds, problems)
         figures[f"entries_{size}_s"] = round(seconds, 3)
         figures[f"entries_{size}_us_per_entry"] = round(seconds / size * 1e6, 1)
     if args.with_csrs:
         seconds, problems = measure(args.with_csrs, with_csrs=True)
-        print(
-            f"with CSRs {args.with_csrs:>5}: {seconds:8.2f} s  {problems} findings  "
-            f"{seconds / args.with_csrs * 1e6:8.1f} us/entry",
-            file=sys.stderr,
-            flush=True,
-        )
+        _report(f"with CSRs {args.with_csrs:>5}", args.with_csrs, seconds, problems)
         figures[f"with_csrs_{args.with_csrs}_s"] = round(seconds, 3)
     print(json.dumps(figures))
     return 0

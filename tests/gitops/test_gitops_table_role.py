@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
 import pytest
 
 from gitops import commands
 from gitops.layout import EnvLayout
 from gitops.main import parser
+from localca.store import DynamoRecorder
 
 ROLE = "arn:aws:iam::123456789012:role/certs-gitops-reader"
 TABLE = "RoletestCADev"
@@ -27,21 +27,8 @@ def table(dynamodb_server, monkeypatch):
         "AWS_EC2_METADATA_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    client = boto3.client("dynamodb", endpoint_url=dynamodb_server, region_name="us-east-1")
-    existing = client.list_tables()["TableNames"]
-    if TABLE not in existing:
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "CommonName", "KeyType": "HASH"},
-                {"AttributeName": "SerialNumber", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "CommonName", "AttributeType": "S"},
-                {"AttributeName": "SerialNumber", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    # The CA's table, made the way the local CA makes it (the contract's key schema).
+    client = DynamoRecorder(dynamodb_server, TABLE, "us-east-1").client
     client.put_item(
         TableName=TABLE,
         Item={"CommonName": {"S": "partner.example.com"}, "SerialNumber": {"S": "42"}},
