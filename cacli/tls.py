@@ -55,6 +55,8 @@ def explain(error: BaseException, host: str, port: int) -> str:
                 return f"{meaning} (TLS alert {alert.lower()})"
         if "KEY_VALUES_MISMATCH" in text:
             return "tls.key does not belong to tls.crt"
+        if "WRONG_VERSION_NUMBER" in text or "PACKET_LENGTH_TOO_LONG" in text:
+            return f"{host}:{port} does not speak TLS (plain HTTP?); check the port"
         return f"TLS error: {error.reason or error}"
     if isinstance(error, ConnectionResetError | BrokenPipeError):
         return "the server closed the connection during the handshake (client certificate refused?)"

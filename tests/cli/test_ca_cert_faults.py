@@ -327,6 +327,12 @@ def c36(ctx: Ctx) -> Seen:
     return seen
 
 
+def c37(ctx: Ctx) -> Seen:
+    certs = ctx.server_certs()
+    plain = ctx.ca.endpoint_url.removeprefix("http://")  # the local CA: HTTP, not TLS
+    return ctx.run("handshake", plain, "--certs", str(certs))
+
+
 SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"c\d+", name)}
 
 
