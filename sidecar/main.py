@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -75,6 +76,13 @@ def preflight(settings: Settings) -> str | None:
     from cacore.credentials import ownership_problem
     from cacore.edge.process import current_process
 
+    command = settings.reload.command
+    if command and shutil.which(command[0]) is None:
+        # It runs in this container: a program that is not here would fail after every renewal.
+        return (
+            f"{label('reload_command')}: {command[0]!r} is not an executable program in this "
+            "container (checked on PATH); give its full path, or a command the image has"
+        )
     found = ownership_problem(settings.ownership, current_process())
     if found is None:
         return None

@@ -358,6 +358,13 @@ def s31(ctx: Ctx) -> Seen:
     return seen
 
 
+def s32(ctx: Ctx) -> Seen:
+    before = ctx.ca.stats()["invocations"]
+    seen = ctx.run("once", reload_command="reload-my-app --now")
+    assert ctx.ca.stats()["invocations"] == before
+    return seen
+
+
 SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"s\d+", name)}
 
 
