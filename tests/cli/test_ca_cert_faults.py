@@ -17,7 +17,17 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from support.fault_tables import Seen, check, fill, remount, rows, tmpfs
+from support.fault_tables import (
+    Seen,
+    check,
+    fill,
+    remount,
+    row_ids,
+    rows,
+    same_ids,
+    scenarios,
+    tmpfs,
+)
 from support.localca_fixtures import csr_pem, free_port
 
 from cacore.certinfo import key_matches
@@ -333,13 +343,13 @@ def c37(ctx: Ctx) -> Seen:
     return ctx.run("handshake", plain, "--certs", str(certs))
 
 
-SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"c\d+", name)}
+SCENARIOS = scenarios(globals(), "c")
 
 
 def test_every_documented_fault_has_a_scenario_and_every_scenario_a_row():
-    assert sorted(row.id for row in ROWS) == sorted(SCENARIOS)
+    same_ids(ROWS, SCENARIOS)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[f"{row.id} {row.fault}" for row in ROWS])
+@pytest.mark.parametrize("row", ROWS, ids=row_ids(ROWS))
 def test_fault_table_row(row, ca, tmp_path):
     check(row, SCENARIOS[row.id](Ctx(ca, tmp_path)))

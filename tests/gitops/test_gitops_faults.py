@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from gitops_helpers import ROOT, Tree, good_entry, rsa_1024_csr, run_cli
-from support.fault_tables import Seen, check, rows
+from support.fault_tables import Seen, check, row_ids, rows, same_ids, scenarios
 from support.localca_fixtures import csr_pem
 
 ROWS = rows("docs/gitops.md")
@@ -221,13 +220,13 @@ def g25(ctx: Ctx) -> Seen:
     return ctx.run("init", "--root", "a-file", "--env", "dev")
 
 
-SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"g\d+", name)}
+SCENARIOS = scenarios(globals(), "g")
 
 
 def test_every_documented_fault_has_a_scenario_and_every_scenario_a_row():
-    assert sorted(row.id for row in ROWS) == sorted(SCENARIOS)
+    same_ids(ROWS, SCENARIOS)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[f"{row.id} {row.fault}" for row in ROWS])
+@pytest.mark.parametrize("row", ROWS, ids=row_ids(ROWS))
 def test_fault_table_row(row, ca, dynamodb_server, tmp_path):
     check(row, SCENARIOS[row.id](Ctx(ca, tmp_path, dynamodb_server)))

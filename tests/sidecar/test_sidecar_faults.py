@@ -5,7 +5,6 @@ gone, real signals), then the exit code and the quoted text checked against the 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -16,7 +15,17 @@ from pathlib import Path
 
 import pytest
 from sidecar_process import ROOT, Sidecar, sidecar_env
-from support.fault_tables import Seen, check, fill, remount, rows, tmpfs
+from support.fault_tables import (
+    Seen,
+    check,
+    fill,
+    remount,
+    row_ids,
+    rows,
+    same_ids,
+    scenarios,
+    tmpfs,
+)
 from support.localca_fixtures import free_port
 
 from cacore.edge.files import DATA_LINK, read_credential_set
@@ -365,13 +374,13 @@ def s32(ctx: Ctx) -> Seen:
     return seen
 
 
-SCENARIOS = {name.upper(): fn for name, fn in globals().items() if re.fullmatch(r"s\d+", name)}
+SCENARIOS = scenarios(globals(), "s")
 
 
 def test_every_documented_fault_has_a_scenario_and_every_scenario_a_row():
-    assert sorted(row.id for row in ROWS) == sorted(SCENARIOS)
+    same_ids(ROWS, SCENARIOS)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[f"{row.id} {row.fault}" for row in ROWS])
+@pytest.mark.parametrize("row", ROWS, ids=row_ids(ROWS))
 def test_fault_table_row(row, ca, tmp_path):
     check(row, SCENARIOS[row.id](Ctx(ca, tmp_path)))

@@ -71,6 +71,24 @@ def check(row: Row, seen: Seen) -> None:
 Scenario = Callable[..., Seen]
 
 
+def scenarios(namespace: dict[str, object], letter: str) -> dict[str, Scenario]:
+    """A test module's scenarios by row id: its functions ``s1``, ``s2``... for rows S1, S2..."""
+    return {
+        name.upper(): fn  # type: ignore[misc]
+        for name, fn in namespace.items()
+        if re.fullmatch(rf"{letter}\d+", name) and callable(fn)
+    }
+
+
+def same_ids(documented: list[Row], tested: dict[str, Scenario]) -> None:
+    """Every documented fault has a scenario, and every scenario a row."""
+    assert sorted(row.id for row in documented) == sorted(tested)
+
+
+def row_ids(documented: list[Row]) -> list[str]:
+    return [f"{row.id} {row.fault}" for row in documented]
+
+
 # --- real faults on real file systems (root, as CI runs) ---------------------------------------
 
 
