@@ -18,7 +18,7 @@ from cacore.certinfo import chain_problem, load_certificate, split_pem_certifica
 from cacore.config import check_endpoint_url
 from cacore.csr import MAX_CSR_BYTES
 from cacore.edge.cliopts import access_from_args, config_from_args
-from cacore.edge.files import TooLarge, read_limited, write_file_atomic
+from cacore.edge.files import TooLarge, read_limited, unusable_folder, write_file_atomic
 from cacore.errors import CAError, InvalidRequest
 from cacore.request import DEFAULT_MAX_LIFETIME_DAYS, parse_sans
 from gitops import issuing, jsontext, report
@@ -406,6 +406,10 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
             serial = parse_serial(args.serial)
         except ValueError as error:
             raise UsageError(f"--serial: {error}") from error
+    out = args.out or Path(csr_file_name(args.common_name)[: -len(".csr")])
+    unusable = unusable_folder(out)  # before the table is read: say it at once
+    if unusable is not None:
+        raise UsageError(f"--out: {display(out)} is {unusable.strerror}; choose a folder")
     records = _table(args, layout).records(args.common_name)
     revoked = _revoked_serials(state, layout, args.common_name)
     record = _pick(records, serial, now, revoked, args.common_name)
@@ -423,7 +427,6 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
             f"serial {record.serial} does not chain to the CA bundle from {source}: {problem}; "
             "is the bundle for this environment?"
         )
-    out = args.out or Path(csr_file_name(args.common_name)[: -len(".csr")])
     files = {
         "certificate.pem": leaf_pem,
         "chain.pem": leaf_pem + chain[0],

@@ -220,6 +220,12 @@ def g25(ctx: Ctx) -> Seen:
     return ctx.run("init", "--root", "a-file", "--env", "dev")
 
 
+def g26(ctx: Ctx) -> Seen:
+    ctx.valid_tree()
+    (ctx.tmp / "a-file").write_text("not a folder")
+    return ctx.run("fetch", "--env", "dev", "partner.example.com", "--out", "a-file")
+
+
 SCENARIOS = scenarios(globals(), "g")
 
 
