@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -54,6 +55,21 @@ class Metrics:
             "CA invocations running now (bounded by the concurrency limit)",
             registry=self.registry,
         )
+
+    def queue_gauges(self, queued: Callable[[], int], pending: Callable[[], int]) -> None:
+        """Gauges read when scraped: issuances waiting for the CA, and certificates issued whose
+        Secret is not written yet (non-zero while the API server is unreachable)."""
+        Gauge(
+            "clientcert_issuances_queued",
+            "Issuances waiting for a CA slot",
+            registry=self.registry,
+        ).set_function(queued)
+        Gauge(
+            "clientcert_pending_secret_writes",
+            "Issued certificates whose Secret is not written yet (kept, written when the API "
+            "server answers again)",
+            registry=self.registry,
+        ).set_function(pending)
 
     def certificate(
         self,
