@@ -3,9 +3,10 @@ acts; these handlers only tell it what the watches saw. Run with
 ``kopf run -m certoperator.handlers`` or ``clientcert-operator``.
 
 No handler here blocks, calls the CA or writes to the API: a ClientCertificate event updates the
-controller's view and, when the spec is new or changed, schedules a pass; a Secret event
-schedules its owner's pass; a LambdaCA event wakes the objects waiting for an issuer. Passes and
-issuances run on the controller's own bounded worker pools (``scheduler``).
+controller's view and, when the spec is new or changed, schedules a pass; a LambdaCA event wakes
+the objects waiting for an issuer. Passes and issuances run on the controller's own bounded
+worker pools (``scheduler``). Our Secrets and the namespaces are not kopf's to watch: thousands
+of them cost too much through kopf's per-object machinery (``informer``).
 
 Other handler modules (a CSR signer, say) register their own handlers in their own module, next
 to this one (``main.HANDLER_MODULES``), and share the operator-wide clients through
@@ -29,13 +30,12 @@ import kopf
 
 from cacore.errors import CAError
 from certoperator import kopfcompat, peering
-from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, LABEL_CERTIFICATE, VERSION
+from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, VERSION
 from certoperator.capool import CAPool
 from certoperator.health import Watchdog
-from certoperator.kube import Connection, KubeApi, KubeApiError, secret_view
+from certoperator.kube import Connection, KubeApi, KubeApiError, api_resource
 from certoperator.metrics import Metrics
 from certoperator.pending import PendingSecrets
-from certoperator.policy import SecretFacts, inspect_secret
 from certoperator.reconcile import Context, Controller
 from certoperator.settings import from_env
 
@@ -66,9 +66,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # No handler needs a finalizer (deletion waits for nothing); earlier versions of this
     # operator added this one, and kopf removes a finalizer of this name that nothing needs.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    # Only our Secrets are watched: the server filters, so a cluster full of Secrets costs
-    # nothing in memory or CPU.
-    settings.watching.label_selectors["v1", "secrets"] = LABEL_CERTIFICATE
     # Reconnect watches well before idle load balancers cut them.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -157,15 +154,38 @@ API_CONNECTIONS = 32  # includes one long-lived connection per watch stream
 CONNECTION = Connection()
 
 
+def _counted(metrics: Metrics | None) -> list[Any]:
+    """An aiohttp trace that counts every request of the session by verb and resource."""
+    import aiohttp
+
+    if metrics is None:
+        return []
+
+    async def done(_session: Any, _ctx: Any, params: Any) -> None:
+        verb, resource = api_resource(params.method, params.url.path_qs)
+        metrics.api_requests.labels(verb, resource, str(params.response.status)).inc()
+
+    async def failed(_session: Any, _ctx: Any, params: Any) -> None:
+        verb, resource = api_resource(params.method, params.url.path_qs)
+        metrics.api_requests.labels(verb, resource, "error").inc()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(done)
+    trace.on_request_exception.append(failed)
+    return [trace]
+
+
 @kopf.on.login()
 async def login(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
     **_: Any,
 ) -> Any:
     """kopf's usual credentials (in-cluster ServiceAccount, else kubeconfig; through the
     kubernetes client's loader when it is installed, which also knows exec plugins), in a
-    session with a bounded connection pool that the operator's own calls share."""
+    session with a bounded connection pool that the operator's own calls share, and that
+    counts every request (``clientcert_api_requests_total``)."""
     import aiohttp
 
     if _kubernetes_client_available():
@@ -181,6 +201,7 @@ async def login(
         headers=info.as_http_headers(),
         proxy=info.proxy_url,
         trust_env=info.trust_env,
+        trace_configs=_counted(memo.ctx.metrics if "ctx" in memo else None),
     )
     CONNECTION.set(info.server, session)
     return kopf.AiohttpSession(
@@ -224,38 +245,15 @@ def lambdacas(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]
     return {name: dict(spec)}
 
 
-@kopf.index("v1", "secrets", labels={LABEL_CERTIFICATE: kopf.PRESENT})
-def certificate_secrets(
-    body: kopf.Body, namespace: str | None, name: str, **_: Any
-) -> dict[tuple[str | None, str], SecretFacts]:
-    """Our Secrets, inspected once per version (key, chain, dates), by namespace and name: no
-    API call per pass. kopf lists every indexed kind before any event handler runs, so no pass
-    ever mistakes a Secret not yet listed for a missing one."""
-    view = secret_view(body)
-    assert view is not None
-    return {(namespace, name): inspect_secret(view)}
-
-
 def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
     controller: Controller = memo.controller
-    controller.secrets = kwargs["certificate_secrets"]  # kopf passes every index by its name
-    controller.lambdacas = kwargs["lambdacas"]
+    controller.lambdacas = kwargs["lambdacas"]  # kopf passes every index by its name
     return controller
 
 
 @kopf.on.event(GROUP, VERSION, CERT_PLURAL)
 def certificate_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
     _controller(memo, kwargs).observe(body, deleted=type == "DELETED")
-
-
-@kopf.on.event("v1", "secrets", labels={LABEL_CERTIFICATE: kopf.PRESENT})
-def secret_event(
-    meta: kopf.Meta, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    """A deleted, edited or foreign-written Secret: the ClientCertificate it belongs to looks."""
-    _controller(memo, kwargs).secret_event(
-        str(namespace), labels[LABEL_CERTIFICATE], meta["name"], str(meta.get("resourceVersion"))
-    )
 
 
 @kopf.on.event(GROUP, VERSION, CA_PLURAL)

@@ -1,5 +1,5 @@
-"""Kubernetes API calls beyond kopf's own (Secrets, the status subresource, a fresh read of a
-ClientCertificate and of its namespace before a CA call, the API server's readiness), made on
+"""Kubernetes API calls beyond kopf's own (Secrets, the status subresource, events, a fresh read
+of a ClientCertificate before a CA call, the API server's readiness, the peering record), made on
 kopf's aiohttp session: no second client, no threads, one bounded connection pool.
 
 Every failure is a ``KubeApiError``; ``transient`` tells an outage (no connection, a timeout, 429,
@@ -14,16 +14,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from certoperator.api import API_VERSION, CERT_KIND, CERT_PLURAL, GROUP, MANAGED_BY, VERSION
 from certoperator.policy import SecretView
 
-# An active namespace is remembered this long: a burst of issuances costs a read per second, not
-# one each, and a namespace deleted mid-burst is noticed within a second.
-NAMESPACE_CACHE_SECONDS = 1.0
 # One call never holds a worker longer than this (an API server whose etcd is gone answers late).
 REQUEST_TIMEOUT_SECONDS = 20.0
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -61,8 +58,37 @@ class KubeApi:
     def __init__(self, connection: Connection, clock: Callable[[], float] = time.monotonic) -> None:
         self._connection = connection
         self._clock = clock
-        self._active_namespaces: dict[str, float] = {}
-        self._terminating_namespaces: dict[str, float] = {}
+
+    async def request_json(self, method: str, path: str) -> dict | None:
+        """Any call by path: its JSON answer, None for 404 (``KubeApiError`` otherwise)."""
+        return await self._request(method, path)
+
+    async def stream_json(self, path: str, read_timeout: float) -> AsyncIterator[dict]:
+        """The objects of a streaming answer (a watch), one per line, however long a line is
+        (a Secret can be megabytes). Ends when the server ends the stream."""
+        import aiohttp
+
+        conn = self._connection
+        if conn.session is None or conn.server is None:
+            raise KubeApiError(0, "GET", path, "not logged in to the API server yet")
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=read_timeout
+        )
+        try:
+            async with conn.session.get(
+                conn.server + path, headers={"Accept": _JSON}, timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    raise KubeApiError(response.status, "GET", path, (await response.text())[:500])
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as error:
+            raise KubeApiError(0, "GET", path, f"{type(error).__name__}: {error}") from error
 
     async def _request(
         self,
@@ -99,9 +125,6 @@ class KubeApi:
                 message = text
             raise KubeApiError(response.status, method, path, message[:500])
         return json.loads(text) if text else {}
-
-    async def get_secret(self, namespace: str, name: str) -> dict | None:
-        return await self._request("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
     async def put_secret(self, namespace: str, body: Mapping[str, Any]) -> dict:
         """Create the Secret, or overwrite it unconditionally: once a certificate is issued,
@@ -191,23 +214,32 @@ class KubeApi:
             return False
         return True
 
-    async def namespace_terminating(self, namespace: str) -> bool:
-        """Whether the namespace is going away: its Secrets are being deleted and new ones are
-        refused, so a certificate issued now would be wasted. An active namespace is
-        remembered for a second (NAMESPACE_CACHE_SECONDS)."""
-        now = self._clock()
-        if self._active_namespaces.get(namespace, 0.0) > now:
-            return False
-        if self._terminating_namespaces.get(namespace, 0.0) > now:
-            return True
-        found = await self._request("GET", f"/api/v1/namespaces/{namespace}")
-        terminating = found is None or (found.get("status") or {}).get("phase") == "Terminating"
-        if terminating:
-            # A terminating namespace never comes back; one of the same name is new (recheck).
-            self._terminating_namespaces[namespace] = now + 10 * NAMESPACE_CACHE_SECONDS
-        else:
-            self._active_namespaces[namespace] = now + NAMESPACE_CACHE_SECONDS
-        return terminating
+
+def api_resource(method: str, path: str) -> tuple[str, str]:
+    """(verb, resource) of a request, as the API server's own metrics name them: WATCH and LIST
+    for collection reads, ``resource/subresource`` for status, the path for anything else."""
+    path, _, query = path.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        rest = parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        rest = parts[3:]
+    else:
+        return method.upper(), path.strip("/")
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    elif len(rest) <= 2 and rest[:1] == ["namespaces"]:
+        rest = ["namespaces", *rest[1:]]
+    resource = rest[0] if rest else ""
+    named = len(rest) >= 2
+    if named and len(rest) >= 3:
+        resource = f"{resource}/{rest[2]}"
+    verb = method.upper()
+    if verb == "GET" and "watch=true" in query:
+        verb = "WATCH"
+    elif verb == "GET" and not named:
+        verb = "LIST"
+    return verb, resource
 
 
 def secret_view(secret: Mapping[str, Any] | None) -> SecretView | None:

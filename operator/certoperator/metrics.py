@@ -55,6 +55,23 @@ class Metrics:
             "CA invocations running now (bounded by the concurrency limit)",
             registry=self.registry,
         )
+        self.api_requests = Counter(
+            "clientcert_api_requests",
+            "Requests to the Kubernetes API server, kopf's included, by verb, resource and code "
+            "(error: no answer)",
+            ["verb", "resource", "code"],
+            registry=self.registry,
+        )
+        self.certificates = Gauge(
+            "clientcert_certificates",
+            "ClientCertificates by the status of their Ready condition (cheap to scrape and to "
+            "alert on, unlike the per-certificate series)",
+            ["ready"],
+            registry=self.registry,
+        )
+        for value in READY_VALUES:
+            self.certificates.labels(value).set(0)
+        self._ready_of: dict[tuple[str, str], str] = {}
 
     def queue_gauges(self, queued: Callable[[], int], pending: Callable[[], int]) -> None:
         """Gauges read when scraped: issuances waiting for the CA, and certificates issued whose
@@ -82,6 +99,12 @@ class Metrics:
     ) -> None:
         for value in READY_VALUES:
             self.ready.labels(namespace, name, secret, value).set(1 if value == ready else 0)
+        previous = self._ready_of.get((namespace, name))
+        if previous != ready:
+            if previous is not None:
+                self.certificates.labels(previous).dec()
+            self.certificates.labels(ready).inc()
+            self._ready_of[(namespace, name)] = ready
         if expiry is not None:
             self.expiration.labels(namespace, name, secret).set(expiry)
         if renewal is not None:
@@ -89,6 +112,9 @@ class Metrics:
 
     def forget(self, namespace: str, name: str, secret: str) -> None:
         """Drop a certificate's series, so deleted resources do not linger in scrapes."""
+        previous = self._ready_of.pop((namespace, name), None)
+        if previous is not None:
+            self.certificates.labels(previous).dec()
         for gauge in (self.expiration, self.renewal):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, name, secret)

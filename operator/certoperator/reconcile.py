@@ -43,6 +43,7 @@ from certoperator.api import (
 )
 from certoperator.capool import CAPool
 from certoperator.conditions import format_time
+from certoperator.informer import Informer
 from certoperator.kube import KubeApi, KubeApiError, secret_view
 from certoperator.metrics import Metrics
 from certoperator.outage import Outage
@@ -64,12 +65,11 @@ from certoperator.spec import CertificateSpec, parse_spec, spec_hash
 
 DEFAULT_ISSUER_LABEL = "(default)"
 PASS_WORKERS = 16
-QUEUE_NOTICE_SECONDS = 10.0  # an issuance expected to wait longer says so in status
 # After a CA call, writing the Secret, the status and the event overlaps the next calls: more
 # workers than CA slots, while the pool's slots still bound the calls themselves.
 ISSUE_WORKERS_PER_SLOT = 2
-# Our own write is read back from the API (not the watch's index) until its watch event arrives,
-# for at most this long (after a relist the event itself may never come).
+# What we wrote stands for the Secret until its watch event arrives (the index still shows the
+# Secret as it was), for at most this long (after a relist that event may never come).
 WRITE_ECHO_SECONDS = 60.0
 DISCARDED = "deleted while its certificate was being issued; the certificate is discarded"
 KEPT = "the Secret could not be written; the certificate is kept and the write retried"
@@ -102,6 +102,15 @@ class CertObject:
     spec: Mapping[str, Any]
     status: dict[str, Any]
     deleting: bool = False
+
+
+@dataclass(frozen=True)
+class Written:
+    """A Secret this process wrote: its version, what it holds, and when."""
+
+    version: str
+    facts: SecretFacts | None
+    at: float
 
 
 @dataclass(frozen=True)
@@ -204,12 +213,17 @@ class Controller:
         self.objects: dict[Key, CertObject] = {}
         self.failures: dict[Key, FailedAttempts] = {}
         self.secret_names: dict[Key, str] = {}  # for the metrics series of each object
-        # The Secrets of our label, inspected, by (namespace, Secret name): kopf's index (kept
-        # up to date by the watch) or a plain dict in tests.
-        self.secrets: Mapping[tuple[str, str], Any] = {}
-        self.lambdacas: Mapping[str, Any] = {}
-        # resourceVersion (and when) of each Secret this process wrote, until the watch shows it.
-        self.written: dict[tuple[str, str], tuple[str, float]] = {}
+        self.lambdacas: Mapping[str, Any] = {}  # kopf's index, given by the handlers
+        # Our Secrets (label-selected), inspected once per version; and every namespace's phase.
+        self.secrets: Informer[SecretFacts] = Informer(
+            ctx.kube, "/api/v1/secrets", secret_facts, self.secret_changed,
+            label_selector=LABEL_CERTIFICATE,
+        )  # fmt: skip
+        self.namespaces: Informer[str | None] = Informer(
+            ctx.kube, "/api/v1/namespaces", namespace_phase, self.namespace_changed
+        )
+        # Each Secret this process wrote, until the watch shows that write.
+        self.written: dict[tuple[str, str], Written] = {}
         self.passes: DueQueue[Key] = DueQueue(self.reconcile, PASS_WORKERS)
         self.issuing: IssueQueue[Key] = IssueQueue(
             self.issue, ctx.settings.max_concurrent * ISSUE_WORKERS_PER_SLOT
@@ -220,6 +234,8 @@ class Controller:
     # --- what the watches say ---------------------------------------------------------------
 
     def start(self) -> None:
+        self.secrets.start()
+        self.namespaces.start()
         self.passes.start()
         self.issuing.start()
         self.outage.start()
@@ -227,7 +243,14 @@ class Controller:
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         tasks = [*self.passes.tasks, *self.issuing.tasks]
-        return tasks + ([self.outage.task] if self.outage.task else [])
+        optional = (self.outage.task, self.secrets.task, self.namespaces.task)
+        return tasks + [task for task in optional if task is not None]
+
+    async def synced(self) -> None:
+        """Until our Secrets and the namespaces are listed: before that, a Secret not yet seen
+        could pass for a missing one."""
+        await self.secrets.synced.wait()
+        await self.namespaces.synced.wait()
 
     def observe(self, body: Mapping[str, Any], deleted: bool) -> None:
         """A watch event of a ClientCertificate. A new object or a new generation (a spec
@@ -265,14 +288,40 @@ class Controller:
         if secret_name is not None:
             self.ctx.metrics.forget(key[0], key[1], secret_name)
 
-    def secret_event(self, namespace: str, owner: str, name: str, version: str) -> None:
-        """A Secret of ours changed: unless it is the echo of our own write, its owner looks."""
-        ours = self.written.get((namespace, name))
-        if ours is not None and ours[0] == version:
-            del self.written[(namespace, name)]
+    def secret_changed(
+        self, key: tuple[str, str], old: SecretFacts | None, new: SecretFacts | None
+    ) -> None:
+        """A Secret of ours was created, changed or deleted: unless this is the echo of our own
+        write, the ClientCertificate it belongs to looks."""
+        ours = self.written.get(key)
+        if ours is not None and new is not None:
+            seen = self.secrets.version(key)
+            if seen == ours.version:
+                del self.written[key]
+                return  # the echo of our own write
+            if not_older(seen, ours.version):
+                del self.written[key]  # someone else wrote after us: the watch knows best
+        for facts in (old, new):
+            owner = (facts.labels if facts is not None else {}).get(LABEL_CERTIFICATE)
+            if owner and (key[0], owner) in self.objects:
+                self.passes.schedule((key[0], owner))
+
+    def terminating(self, namespace: str) -> bool:
+        """The namespace is being deleted: its Secrets go first and new ones are refused, so a
+        certificate issued now would be wasted."""
+        return self.namespaces.items.get(("", namespace)) == "Terminating"
+
+    def namespace_changed(self, key: tuple[str, str], old: str | None, new: str | None) -> None:
+        """A namespace began terminating: withdraw its queued issuances at once (what is in
+        flight finishes; nothing more starts)."""
+        namespace = key[1]
+        if new != "Terminating" or old == "Terminating":
             return
-        if (namespace, owner) in self.objects:
-            self.passes.schedule((namespace, owner))
+        withdrawn = self.issuing.withdraw_where(lambda key: key[0] == namespace)
+        if withdrawn:
+            fields = {"namespace": namespace, "withdrawn": withdrawn}
+            log.info("namespace terminating; its queued issuances are withdrawn",
+                     extra={"fields": fields})  # fmt: skip
 
     def issuer_changed(self) -> None:
         """A LambdaCA appeared or changed: objects that could not be issued try again now."""
@@ -292,6 +341,7 @@ class Controller:
         obj = self.objects.get(key)
         if obj is None or self.stopping or self.ctx.paused():
             return None  # paused: kopf lists everything again when it resumes
+        await self.synced()
         try:
             delay = await self._pass(key, obj)
         except KubeApiError as error:
@@ -322,6 +372,9 @@ class Controller:
     def _metrics(self, key: Key, secret_name: str, ready: str, facts: Facts | None) -> None:
         if key not in self.objects:
             return  # never a series for an object that is gone
+        previous = self.secret_names.get(key)
+        if previous is not None and previous != secret_name:
+            self.ctx.metrics.forget(key[0], key[1], previous)  # secretName changed
         self.secret_names[key] = secret_name
         self.ctx.metrics.certificate(
             key[0],
@@ -346,17 +399,14 @@ class Controller:
         seconds = (moment - now).total_seconds()
         return min(max(seconds, 0.0) + 0.05, self.ctx.settings.resync_seconds)
 
-    async def _secret(self, namespace: str, name: str) -> SecretFacts | None:
-        """The Secret as the watch last showed it; read from the API only while our own write
-        has not come back through the watch yet (the index would still show the old one)."""
+    def _secret(self, namespace: str, name: str) -> SecretFacts | None:
+        """The Secret as the watch last showed it, or as we wrote it while the watch has not
+        shown that write yet. Never a read of its own."""
         ours = self.written.get((namespace, name))
-        if ours is not None and time.monotonic() - ours[1] < WRITE_ECHO_SECONDS:
-            return inspect_secret_json(await self.ctx.kube.get_secret(namespace, name))
+        if ours is not None and time.monotonic() - ours.at < WRITE_ECHO_SECONDS:
+            return ours.facts
         self.written.pop((namespace, name), None)
-        found = self.secrets.get((namespace, name))
-        if found is None or isinstance(found, SecretFacts):
-            return found
-        return next(iter(found), None)  # a kopf index holds a store of values per key
+        return self.secrets.items.get((namespace, name))
 
     async def _pass(self, key: Key, obj: CertObject) -> float | None:
         settings, now = self.ctx.settings, self.ctx.clock()
@@ -376,7 +426,7 @@ class Controller:
                 return None  # the issuance under way reports, and schedules the next pass
             self.issuing.withdraw(key)  # queued for a spec that is no longer current
 
-        secret = await self._secret(key[0], cert.secret_name)
+        secret = self._secret(key[0], cert.secret_name)
         inp = Input(
             owner_uid=obj.uid,
             spec_hash=digest,
@@ -417,24 +467,26 @@ class Controller:
         wait_until = may_issue(failure, digest, now, settings.retry, retry_rand(failure))
         if wait_until is not None:
             return self._until(wait_until, now)
-        if await self.ctx.kube.namespace_terminating(key[0]):
+        if self.terminating(key[0]):
             # Namespace deletion removes Secrets before this resource: not a reason to issue.
-            return settings.retry.cap
+            return None
 
         work = IssueWork(
             obj.uid, obj.generation, cert, issuer, config, digest, verdict, still_valid
         )
         priority = LOW if still_valid is not None else HIGH
         _, ahead = self.issuing.submit(key, priority, work)
-        wait = (ahead // settings.max_concurrent + 1) * self.issuing.seconds_per_job
-        if wait > QUEUE_NOTICE_SECONDS:
+        # Said in status where the status would otherwise mislead: an object already Ready whose
+        # spec changed (or whose Secret broke) waits behind a queue it cannot start from. A new
+        # object's empty status says "not yet" by itself; a renewal's Ready=True stays true.
+        if priority == HIGH and obj.status.get("conditions") and ahead >= settings.max_concurrent:
+            wait = (ahead // settings.max_concurrent + 1) * self.issuing.seconds_per_job
             message = (
                 f"Waiting for the CA: {ahead} issuances ahead, at most {settings.max_concurrent} "
                 f"at once, about {round(wait)} s ({verdict.message})"
             )
-            await self._report(
-                key, obj, status.queued(obj.status, verdict.reason, message, obj.generation, now)
-            )
+            desired = status.queued(obj.status, verdict.reason, message, obj.generation, now)
+            await self._report(key, obj, desired)
         return None
 
     async def _not_issuable(
@@ -468,13 +520,7 @@ class Controller:
         if self.ctx.paused():
             return False
         try:
-            if await self.ctx.kube.namespace_terminating(key[0]):
-                self._log(key, logging.INFO, "namespace terminating; not issuing")
-                withdrawn = self.issuing.withdraw_where(lambda other: other[0] == key[0])
-                self.passes.schedule(key, self.ctx.settings.retry.cap)
-                fields = {"namespace": key[0], "withdrawn": withdrawn}
-                log.info("namespace terminating; its queued issuances are withdrawn",
-                         extra={"fields": fields})  # fmt: skip
+            if self.terminating(key[0]):
                 return False
             fresh = await self.ctx.kube.get_certificate(*key)
             gone = (
@@ -566,7 +612,11 @@ class Controller:
         self.outage.succeeded()
         self.ctx.pending.drop(key)
         version = str(written.get("metadata", {}).get("resourceVersion", ""))
-        self.written[(key[0], cert.secret_name)] = (version, time.monotonic())
+        if not not_older(self.secrets.version((key[0], cert.secret_name)), version):
+            # The watch has not shown this write yet: until it does, it stands for the Secret.
+            self.written[(key[0], cert.secret_name)] = Written(
+                version, secret_facts(written), time.monotonic()
+            )
         self.failures.pop(key, None)
         now = self.ctx.clock()
         facts = Facts(
@@ -668,6 +718,22 @@ class Controller:
             task.cancel()
 
 
-def inspect_secret_json(secret: Mapping[str, Any] | None) -> SecretFacts | None:
+def not_older(seen: str | None, version: str) -> bool:
+    """Whether the watch has shown ``version`` of an object or a later one. resourceVersions
+    are etcd revisions, so numbers in practice; anything else is never assumed newer."""
+    if seen is None:
+        return False
+    if seen == version:
+        return True
+    return seen.isdigit() and version.isdigit() and int(seen) > int(version)
+
+
+def secret_facts(secret: Mapping[str, Any]) -> SecretFacts:
     view = secret_view(secret)
-    return inspect_secret(view) if view is not None else None
+    assert view is not None
+    return inspect_secret(view)
+
+
+def namespace_phase(namespace: Mapping[str, Any]) -> str | None:
+    phase = (namespace.get("status") or {}).get("phase")
+    return str(phase) if phase else None

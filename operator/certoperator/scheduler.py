@@ -142,8 +142,10 @@ class IssueQueue(Generic[K]):
     ) -> None:
         self._run, self._workers, self._clock = run, workers, clock
         self._queued: dict[K, Job[K]] = {}
-        self._heap: list[tuple[int, int, Job[K]]] = []
+        # (priority, place in line, unique entry number, job): a replacement keeps its place.
+        self._heap: list[tuple[int, int, int, Job[K]]] = []
         self._seq = itertools.count()
+        self._entry = itertools.count()
         self._waiting = Counter[int]()  # queued jobs by priority
         self._flight: dict[K, Job[K]] = {}
         self._held: dict[K, Job[K]] = {}  # queued while a job of the same key runs
@@ -191,7 +193,7 @@ class IssueQueue(Generic[K]):
         ahead = sum(n for p, n in self._waiting.items() if p <= priority) + len(self._flight)
         self._queued[key] = job
         self._waiting[priority] += 1
-        heapq.heappush(self._heap, (priority, seq, job))
+        heapq.heappush(self._heap, (priority, seq, next(self._entry), job))
         self._changed.set()
         return job, ahead
 
@@ -212,10 +214,10 @@ class IssueQueue(Generic[K]):
 
     async def _next(self) -> Job[K]:
         while True:
-            while self._heap and self._queued.get(self._heap[0][2].key) is not self._heap[0][2]:
+            while self._heap and self._queued.get(self._heap[0][3].key) is not self._heap[0][3]:
                 heapq.heappop(self._heap)  # withdrawn or replaced
             if self._heap and self._open:
-                _, _, job = heapq.heappop(self._heap)
+                *_, job = heapq.heappop(self._heap)
                 if job.key in self._flight:
                     # Submitted while its previous job runs: it goes back in line after that.
                     self._held[job.key] = job
@@ -239,7 +241,7 @@ class IssueQueue(Generic[K]):
                 del self._flight[job.key]
                 held = self._held.pop(job.key, None)
                 if held is not None and self._queued.get(job.key) is held:
-                    heapq.heappush(self._heap, (held.priority, held.seq, held))
+                    heapq.heappush(self._heap, (held.priority, held.seq, next(self._entry), held))
                     self._changed.set()
                 spent = self._clock() - began
                 self.seconds_per_job = 0.8 * self.seconds_per_job + 0.2 * spent
