@@ -45,9 +45,10 @@ class Informer(Generic[V]):
         summarize: Callable[[Mapping[str, Any]], V],
         changed: Callable[[Key, V | None, V | None], None],
         label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> None:
         self._kube, self._path, self._summarize = kube, path, summarize
-        self._changed, self._selector = changed, label_selector
+        self._changed, self._selector, self._fields = changed, label_selector, field_selector
         self.items: dict[Key, V] = {}
         self._versions: dict[Key, str] = {}
         self.synced = asyncio.Event()
@@ -59,6 +60,8 @@ class Informer(Generic[V]):
     def _query(self, **params: object) -> str:
         if self._selector:
             params["labelSelector"] = self._selector
+        if self._fields:
+            params["fieldSelector"] = self._fields
         return f"{self._path}?{urlencode(params)}"
 
     async def run(self) -> None:

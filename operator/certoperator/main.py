@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, attribute)
         if value is not None:
             os.environ[PREFIX + name] = str(value)
+    if args.namespace:
+        os.environ[PREFIX + "NAMESPACES"] = ",".join(args.namespace)
     try:
         from_env(os.environ)  # refuse a bad setting now, in one line, before kopf starts
     except CAError as error:

@@ -214,14 +214,25 @@ class Controller:
         self.failures: dict[Key, FailedAttempts] = {}
         self.secret_names: dict[Key, str] = {}  # for the metrics series of each object
         self.lambdacas: Mapping[str, Any] = {}  # kopf's index, given by the handlers
-        # Our Secrets (label-selected), inspected once per version; and every namespace's phase.
-        self.secrets: Informer[SecretFacts] = Informer(
-            ctx.kube, "/api/v1/secrets", secret_facts, self.secret_changed,
-            label_selector=LABEL_CERTIFICATE,
-        )  # fmt: skip
-        self.namespaces: Informer[str | None] = Informer(
-            ctx.kube, "/api/v1/namespaces", namespace_phase, self.namespace_changed
-        )
+        # Our Secrets (label-selected), inspected once per version; and the namespaces' phases.
+        # Cluster-wide, or per namespace when the operator serves named namespaces only.
+        named = [ns for ns in ctx.settings.namespaces if not any(c in ns for c in "*?[!")]
+        exact = bool(named) and len(named) == len(ctx.settings.namespaces)
+        scope: list[str | None] = list(named) if exact else [None]
+        self.secrets: dict[str | None, Informer[SecretFacts]] = {
+            ns: Informer(
+                ctx.kube, f"/api/v1/namespaces/{ns}/secrets" if ns else "/api/v1/secrets",
+                secret_facts, self.secret_changed, label_selector=LABEL_CERTIFICATE,
+            )
+            for ns in scope
+        }  # fmt: skip
+        self.namespaces: list[Informer[str | None]] = [
+            Informer(
+                ctx.kube, "/api/v1/namespaces", namespace_phase, self.namespace_changed,
+                field_selector=f"metadata.name={ns}" if ns else None,
+            )
+            for ns in scope
+        ]  # fmt: skip
         # Each Secret this process wrote, until the watch shows that write.
         self.written: dict[tuple[str, str], Written] = {}
         self.passes: DueQueue[Key] = DueQueue(self.reconcile, PASS_WORKERS)
@@ -234,8 +245,8 @@ class Controller:
     # --- what the watches say ---------------------------------------------------------------
 
     def start(self) -> None:
-        self.secrets.start()
-        self.namespaces.start()
+        for informer in self._informers:
+            informer.start()
         self.passes.start()
         self.issuing.start()
         self.outage.start()
@@ -243,14 +254,21 @@ class Controller:
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         tasks = [*self.passes.tasks, *self.issuing.tasks]
-        optional = (self.outage.task, self.secrets.task, self.namespaces.task)
+        optional = [self.outage.task, *(informer.task for informer in self._informers)]
         return tasks + [task for task in optional if task is not None]
+
+    @property
+    def _informers(self) -> list[Informer[Any]]:
+        return [*self.secrets.values(), *self.namespaces]
+
+    def _secrets_of(self, namespace: str) -> Informer[SecretFacts]:
+        return self.secrets.get(namespace) or self.secrets[None]
 
     async def synced(self) -> None:
         """Until our Secrets and the namespaces are listed: before that, a Secret not yet seen
         could pass for a missing one."""
-        await self.secrets.synced.wait()
-        await self.namespaces.synced.wait()
+        for informer in self._informers:
+            await informer.synced.wait()
 
     def observe(self, body: Mapping[str, Any], deleted: bool) -> None:
         """A watch event of a ClientCertificate. A new object or a new generation (a spec
@@ -295,7 +313,7 @@ class Controller:
         write, the ClientCertificate it belongs to looks."""
         ours = self.written.get(key)
         if ours is not None and new is not None:
-            seen = self.secrets.version(key)
+            seen = self._secrets_of(key[0]).version(key)
             if seen == ours.version:
                 del self.written[key]
                 return  # the echo of our own write
@@ -309,7 +327,7 @@ class Controller:
     def terminating(self, namespace: str) -> bool:
         """The namespace is being deleted: its Secrets go first and new ones are refused, so a
         certificate issued now would be wasted."""
-        return self.namespaces.items.get(("", namespace)) == "Terminating"
+        return any(i.items.get(("", namespace)) == "Terminating" for i in self.namespaces)
 
     def namespace_changed(self, key: tuple[str, str], old: str | None, new: str | None) -> None:
         """A namespace began terminating: withdraw its queued issuances at once (what is in
@@ -406,7 +424,7 @@ class Controller:
         if ours is not None and time.monotonic() - ours.at < WRITE_ECHO_SECONDS:
             return ours.facts
         self.written.pop((namespace, name), None)
-        return self.secrets.items.get((namespace, name))
+        return self._secrets_of(namespace).items.get((namespace, name))
 
     async def _pass(self, key: Key, obj: CertObject) -> float | None:
         settings, now = self.ctx.settings, self.ctx.clock()
@@ -612,7 +630,8 @@ class Controller:
         self.outage.succeeded()
         self.ctx.pending.drop(key)
         version = str(written.get("metadata", {}).get("resourceVersion", ""))
-        if not not_older(self.secrets.version((key[0], cert.secret_name)), version):
+        seen = self._secrets_of(key[0]).version((key[0], cert.secret_name))
+        if not not_older(seen, version):
             # The watch has not shown this write yet: until it does, it stands for the Secret.
             self.written[(key[0], cert.secret_name)] = Written(
                 version, secret_facts(written), time.monotonic()

@@ -28,6 +28,7 @@ class OperatorSettings:
     stash_dir: str | None = None
     shutdown_seconds: float = 25.0  # SIGTERM to exit, at most (under the Pod's grace period)
     stall_seconds: float = 30.0  # an event loop that has not run this long is dead
+    namespaces: tuple[str, ...] = ()  # served only these (kopf's --namespace); () all of them
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -78,6 +79,7 @@ def from_env(env: Mapping[str, str]) -> OperatorSettings:
         stash_dir=env.get(PREFIX + "STASH_DIR") or None,
         shutdown_seconds=_number(env, "SHUTDOWN_SECONDS", 25.0, 2, 3600),
         stall_seconds=_number(env, "STALL_SECONDS", 30.0, 5, 3600),
+        namespaces=tuple(n for n in (env.get(PREFIX + "NAMESPACES") or "").split(",") if n),
     )
 
 
