@@ -18,7 +18,13 @@ from cacore import renewal
 from cacore.backoff import backoff_delay
 from cacore.certinfo import chain_problem, key_matches
 from cacore.keys import PrivateKey, load_private_key
-from cacore.renewal import RenewalPoint, RenewalPolicy, Verdict, certificate_renew_at
+from cacore.renewal import (
+    RenewalPoint,
+    RenewalPolicy,
+    Verdict,
+    certificate_renew_at,
+    stable_fraction,
+)
 from certoperator.api import (
     ANNOTATION_ISSUED_AT,
     ANNOTATION_SPEC_HASH,
@@ -26,7 +32,7 @@ from certoperator.api import (
     CERT_FILE,
     KEY_FILE,
 )
-from certoperator.conditions import parse_time
+from certoperator.conditions import format_time, parse_time
 
 
 @dataclass(frozen=True)
@@ -301,3 +307,11 @@ def may_issue(
         return None
     at = retry_at(failure, policy, rand)
     return None if now >= at else at
+
+
+def retry_rand(failure: FailedAttempts | None) -> float:
+    """The jitter of a failure's retry, fixed by the failure itself, so every pass computes the
+    same retry time (and a restart as well)."""
+    if failure is None:
+        return 0.0
+    return stable_fraction(failure.attempts, format_time(failure.last_failure))

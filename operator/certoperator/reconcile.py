@@ -11,7 +11,6 @@ waited out by ``outage``, not by every pass on its own.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
 import time
@@ -22,29 +21,15 @@ from typing import Any
 
 from cacore import renewal
 from cacore.config import CAConfig
-from cacore.credentials import credential_files
-from cacore.edge.client import Issuance
 from cacore.errors import CAError, CARefused, ConfigurationError, InvalidRequest
-from cacore.keys import private_key_pem
-from cacore.renewal import RenewalPolicy, Verdict, stable_fraction
+from cacore.renewal import RenewalPolicy, Verdict
 from certoperator import status
-from certoperator.api import (
-    ANNOTATION_CERTIFICATE,
-    ANNOTATION_ISSUED_AT,
-    ANNOTATION_ISSUER,
-    ANNOTATION_SERIAL,
-    ANNOTATION_SPEC_HASH,
-    API_VERSION,
-    CERT_KIND,
-    LABEL_CERTIFICATE,
-    LABEL_MANAGED_BY,
-    MANAGED_BY,
-    SECRET_TYPE,
-)
+from certoperator.api import LABEL_CERTIFICATE
 from certoperator.capool import CAPool
 from certoperator.conditions import format_time
 from certoperator.informer import Informer
-from certoperator.kube import KubeApi, KubeApiError, secret_view
+from certoperator.issuers import check_lifetime, resolve_issuer
+from certoperator.kube import KubeApi, KubeApiError
 from certoperator.metrics import Metrics
 from certoperator.outage import Outage
 from certoperator.pending import PendingSecret, PendingSecrets
@@ -54,16 +39,16 @@ from certoperator.policy import (
     Input,
     SecretFacts,
     evaluate,
-    inspect_secret,
     may_issue,
     retry_at,
+    retry_rand,
     template_drift,
 )
 from certoperator.scheduler import HIGH, LOW, DueQueue, IssueQueue, Job
-from certoperator.settings import OperatorSettings, ca_config_for
+from certoperator.secrets import Written, not_older, secret_body, secret_facts
+from certoperator.settings import OperatorSettings
 from certoperator.spec import CertificateSpec, parse_spec, spec_hash
 
-DEFAULT_ISSUER_LABEL = "(default)"
 PASS_WORKERS = 16
 # After a CA call, writing the Secret, the status and the event overlaps the next calls: more
 # workers than CA slots, while the pool's slots still bound the calls themselves.
@@ -105,15 +90,6 @@ class CertObject:
 
 
 @dataclass(frozen=True)
-class Written:
-    """A Secret this process wrote: its version, what it holds, and when."""
-
-    version: str
-    facts: SecretFacts | None
-    at: float
-
-
-@dataclass(frozen=True)
 class IssueWork:
     """What an issuance job carries from the pass that queued it."""
 
@@ -125,86 +101,6 @@ class IssueWork:
     digest: str
     verdict: Verdict
     still_valid: Facts | None
-
-
-def resolve_issuer(
-    cert: CertificateSpec, settings: OperatorSettings, lambdacas: Mapping[str, Any]
-) -> tuple[str, CAConfig]:
-    """The issuer's name and CA settings; ``InvalidRequest`` naming the field when none fits."""
-    name = cert.issuer or settings.default_issuer
-    if name is None:
-        if settings.default_ca is None:
-            raise InvalidRequest(
-                "spec.issuerRef.name",
-                "is empty and the operator has no default issuer; name a LambdaCA",
-            )
-        return DEFAULT_ISSUER_LABEL, settings.default_ca
-    found = lambdacas.get(name)
-    if not found:
-        raise InvalidRequest("spec.issuerRef.name", f"no LambdaCA named {name!r} exists")
-    # A kopf index holds a store of values per key; a plain mapping (unit tests) the spec itself.
-    spec = found if isinstance(found, Mapping) else next(iter(found))
-    return name, ca_config_for(name, spec)
-
-
-def check_lifetime(cert: CertificateSpec, issuer: str, config: CAConfig) -> None:
-    """The spec's lifetime against its issuer's cap (the CA's MAX_CERT_LIFETIME)."""
-    cap = config.max_lifetime_days
-    if cert.request.lifetime_days > cap:
-        raise InvalidRequest(
-            "spec.lifetimeDays",
-            f"is {cert.request.lifetime_days} days; the issuer {issuer} allows 1 to {cap} "
-            "(its maxLifetimeDays, the CA's MAX_CERT_LIFETIME)",
-        )
-
-
-def secret_body(
-    meta: Mapping[str, Any],
-    cert: CertificateSpec,
-    issuance: Issuance,
-    digest: str,
-    issuer: str,
-    issued_at: datetime,
-) -> dict[str, Any]:
-    files = credential_files(private_key_pem(issuance.key), issuance.certificate)
-    labels = {**cert.labels, LABEL_CERTIFICATE: meta["name"], LABEL_MANAGED_BY: MANAGED_BY}
-    annotations = {
-        **cert.annotations,
-        ANNOTATION_CERTIFICATE: meta["name"],
-        ANNOTATION_SPEC_HASH: digest,
-        ANNOTATION_ISSUER: issuer,
-        ANNOTATION_SERIAL: str(issuance.certificate.serial),
-        ANNOTATION_ISSUED_AT: format_time(issued_at),
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": SECRET_TYPE,
-        "metadata": {
-            "name": cert.secret_name,
-            "namespace": meta["namespace"],
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": CERT_KIND,
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                }
-            ],
-        },
-        "data": {name: base64.b64encode(content).decode() for name, content in files.items()},
-    }
-
-
-def retry_rand(failure: FailedAttempts | None) -> float:
-    """The jitter of a failure's retry, fixed by the failure itself, so every pass computes the
-    same retry time (and a restart as well)."""
-    if failure is None:
-        return 0.0
-    return stable_fraction(failure.attempts, format_time(failure.last_failure))
 
 
 class Controller:
@@ -498,10 +394,9 @@ class Controller:
         # spec changed (or whose Secret broke) waits behind a queue it cannot start from. A new
         # object's empty status says "not yet" by itself; a renewal's Ready=True stays true.
         if priority == HIGH and obj.status.get("conditions") and ahead >= settings.max_concurrent:
-            wait = (ahead // settings.max_concurrent + 1) * self.issuing.seconds_per_job
             message = (
-                f"Waiting for the CA: {ahead} issuances ahead, at most {settings.max_concurrent} "
-                f"at once, about {round(wait)} s ({verdict.message})"
+                f"Waiting for the CA: {ahead} issuances ahead, at most "
+                f"{settings.max_concurrent} at once ({verdict.message})"
             )
             desired = status.queued(obj.status, verdict.reason, message, obj.generation, now)
             await self._report(key, obj, desired)
@@ -735,22 +630,6 @@ class Controller:
                         extra={"fields": {"in_flight": self.issuing.in_flight}})  # fmt: skip
         for task in self.tasks:
             task.cancel()
-
-
-def not_older(seen: str | None, version: str) -> bool:
-    """Whether the watch has shown ``version`` of an object or a later one. resourceVersions
-    are etcd revisions, so numbers in practice; anything else is never assumed newer."""
-    if seen is None:
-        return False
-    if seen == version:
-        return True
-    return seen.isdigit() and version.isdigit() and int(seen) > int(version)
-
-
-def secret_facts(secret: Mapping[str, Any]) -> SecretFacts:
-    view = secret_view(secret)
-    assert view is not None
-    return inspect_secret(view)
 
 
 def namespace_phase(namespace: Mapping[str, Any]) -> str | None:

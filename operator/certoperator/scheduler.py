@@ -152,8 +152,6 @@ class IssueQueue(Generic[K]):
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._open = True
-        self._started: dict[K, float] = {}
-        self._average = 1.0  # a moving average of how long a job takes
 
     def start(self) -> None:
         self._tasks = [
@@ -206,13 +204,6 @@ class IssueQueue(Generic[K]):
         self._waiting[job.priority] -= 1
         return True
 
-    @property
-    def seconds_per_job(self) -> float:
-        """How long a job takes: the moving average, or longer while the jobs in flight have
-        been running longer than that (a CA that just became slow)."""
-        now = self._clock()
-        return max([self._average, *(now - t for t in self._started.values())])
-
     def withdraw_where(self, predicate: Callable[[K], bool]) -> int:
         """Withdraw every queued job whose key matches; how many were."""
         keys = [key for key in self._queued if predicate(key)]
@@ -240,20 +231,17 @@ class IssueQueue(Generic[K]):
         while True:
             job = await self._next()
             self._flight[job.key] = job
-            began = self._started[job.key] = self._clock()
+
             try:
                 await self._run(job)
             except Exception:
                 log.exception("issuance failed", extra={"fields": {"key": str(job.key)}})
             finally:
                 del self._flight[job.key]
-                del self._started[job.key]
                 held = self._held.pop(job.key, None)
                 if held is not None and self._queued.get(job.key) is held:
                     heapq.heappush(self._heap, (held.priority, held.seq, next(self._entry), held))
                     self._changed.set()
-                spent = self._clock() - began
-                self._average = 0.8 * self._average + 0.2 * spent
 
     def close(self) -> None:
         """Start no more jobs (those in flight finish); the queued ones are left to whoever

@@ -251,3 +251,41 @@ def test_every_api_call_is_counted_by_verb_and_resource(method, path, expected):
     verb, resource = api_resource(method, path)
     assert f"{verb} {resource}" == expected
 
+
+
+# --- logs and our own writes -------------------------------------------------------------------
+
+
+def test_kopf_lines_about_an_object_name_it_in_the_json_logs():
+    import logging
+
+    from certoperator.main import KopfJsonFormatter
+
+    record = logging.LogRecord("kopf.objects", logging.WARNING, __file__, 1, "Handler failed.", (),
+                               None)  # fmt: skip
+    record.k8s_ref = {"kind": "ClientCertificate", "namespace": "team", "name": "app", "uid": "u"}
+    line = json.loads(KopfJsonFormatter().format(record))
+    assert (line["kind"], line["namespace"], line["name"]) == ("ClientCertificate", "team", "app")
+
+
+@pytest.mark.parametrize(
+    "seen, written, shown",
+    [
+        (None, "120", False),
+        ("120", "120", True),
+        ("121", "120", True),
+        ("119", "120", False),
+        ("abc", "120", False),
+    ],
+    ids=[
+        "nothing seen yet: our write is not shown",
+        "the watch showed our write",
+        "the watch showed a later write (someone else's)",
+        "the watch is still behind our write",
+        "an opaque version is never assumed newer",
+    ],
+)
+def test_whether_the_watch_has_shown_our_write(seen, written, shown):
+    from certoperator.secrets import not_older
+
+    assert not_older(seen, written) is shown

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 from certoperator.api import ANNOTATION_ISSUED_AT, ANNOTATION_SPEC_HASH, LABEL_CERTIFICATE
 from certoperator.conditions import format_time
-from certoperator.reconcile import retry_rand, secret_body
+from certoperator.policy import retry_rand
+from certoperator.secrets import secret_body
 from certoperator.spec import parse_spec
 from certoperator.status import failure_from_status
 from cryptography.hazmat.primitives.asymmetric import ec
