@@ -172,6 +172,14 @@ def wait_ready(watch, count, timeout, sample=None):
 STARTED = []  # every operator started, stopped at the end whatever happened
 
 
+class Report(list):
+    """Report lines, each shown as soon as its phase ends (a long run shows its progress)."""
+
+    def append(self, line):
+        print(line, file=sys.stderr, flush=True)
+        super().append(line)
+
+
 def start_operator(kube, ca, scratch, name, args, **settings):
     operator = OperatorProcess.cli(
         kube, ca, scratch / f"{name}.log", "--standalone",
@@ -406,7 +414,7 @@ def main():
         parser.error("--idle-seconds 5-600, --timeout 1-3600")
 
     scratch = Path(tempfile.mkdtemp(prefix="lcc-bench-operator-"))
-    report = []
+    report = Report()
     figures = {
         "bench": "operator_scale",
         "count": args.count,
@@ -440,7 +448,6 @@ def main():
             for started in STARTED:
                 started.stop()
             ca.stop()
-    print("\n".join(report), file=sys.stderr)
     figures["load_average"] = round(os.getloadavg()[0], 1)
     print(json.dumps(figures))
     ok = figures.get("ca_invocations", args.count) == args.count and not figures.get(

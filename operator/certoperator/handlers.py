@@ -98,7 +98,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.heartbeat = asyncio.create_task(watchdog.heartbeat(), name="heartbeat")
     watchdog.watch("the controller", [*controller.tasks, memo.heartbeat])
     if not settings.peering.standalone and settings.peering.clusterwide and memo.get("identity"):
-        asyncio.create_task(_remove_dead_predecessors(settings, memo.identity, ctx.kube))
+        memo.peering_check = asyncio.create_task(
+            _remove_dead_predecessors(settings, memo.identity, ctx.kube)
+        )
     log.info(
         "operator configured",
         extra={
@@ -118,8 +120,7 @@ async def _remove_dead_predecessors(
 ) -> None:
     """Once logged in: drop the peering records this host's earlier processes left (see
     ``peering``), so kopf does not pause behind them."""
-    while CONNECTION.session is None:
-        await asyncio.sleep(0.1)
+    await kube.connected()
     name = settings.peering.name
     namespace = None  # the cluster-wide peering; namespaced operators wait as kopf decides
     try:
@@ -230,7 +231,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="alive")
-def alive(memo: kopf.Memo, **_: Any) -> str:
+async def alive(memo: kopf.Memo, **_: Any) -> str:
     """kopf's liveness endpoint (`kopf run --liveness`): the watchdog's verdict."""
     watchdog: Watchdog | None = memo.get("watchdog")
     problem = watchdog.problem() if watchdog is not None else None
@@ -252,11 +253,14 @@ def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
 
 
 @kopf.on.event(GROUP, VERSION, CERT_PLURAL)
-def certificate_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+async def certificate_event(
+    body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    # async: kopf runs a plain function in a thread, and the controller belongs to the loop.
     _controller(memo, kwargs).observe(body, deleted=type == "DELETED")
 
 
 @kopf.on.event(GROUP, VERSION, CA_PLURAL)
-def issuer_event(memo: kopf.Memo, **kwargs: Any) -> None:
+async def issuer_event(memo: kopf.Memo, **kwargs: Any) -> None:
     """A LambdaCA created or changed: certificates waiting for an issuer try again now."""
     _controller(memo, kwargs).issuer_changed()

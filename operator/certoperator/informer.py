@@ -65,6 +65,7 @@ class Informer(Generic[V]):
         return f"{self._path}?{urlencode(params)}"
 
     async def run(self) -> None:
+        await self._kube.connected()
         failures = 0
         version: str | None = None
         while True:

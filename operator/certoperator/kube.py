@@ -11,6 +11,7 @@ The official ``kubernetes`` client is deliberately not used: loading it costs ~4
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -58,6 +59,11 @@ class KubeApi:
     def __init__(self, connection: Connection, clock: Callable[[], float] = time.monotonic) -> None:
         self._connection = connection
         self._clock = clock
+
+    async def connected(self) -> None:
+        """Until the login handler has given a session (it runs after the startup handlers)."""
+        while self._connection.session is None:
+            await asyncio.sleep(0.05)
 
     async def request_json(self, method: str, path: str) -> dict | None:
         """Any call by path: its JSON answer, None for 404 (``KubeApiError`` otherwise)."""

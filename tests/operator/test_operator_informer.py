@@ -21,6 +21,9 @@ class FakeApi:
     def __init__(self, objects, watches, later=()):
         self.states, self.watches, self.lists = [objects, *later], list(watches), 0
 
+    async def connected(self):
+        return None
+
     async def request_json(self, method, path):
         objects = self.states[min(self.lists, len(self.states) - 1)]
         self.lists += 1
