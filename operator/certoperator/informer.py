@@ -93,9 +93,10 @@ class Informer(Generic[V]):
                 await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
 
     async def _list(self) -> str:
-        """One consistent list (in pages), then the store replaced by it: changed and new objects
-        are reported, and so are the ones that went while nothing was watching."""
-        found: dict[Key, Mapping[str, Any]] = {}
+        """One consistent list (in pages, each applied as it comes: thousands of Secrets are
+        never all in memory at once), then whatever was not listed is gone: changed, new and
+        deleted objects are all reported."""
+        listed: set[Key] = set()
         token: str | None = None
         while True:
             params: dict[str, object] = {"limit": PAGE}
@@ -104,21 +105,20 @@ class Informer(Generic[V]):
             page = await self._kube.request_json("GET", self._query(**params))
             if page is None:
                 raise KubeApiError(404, "GET", self._path, "not found")
-            for obj in page.get("items") or []:
-                found[key_of(obj)] = obj
+            for n, obj in enumerate(page.get("items") or []):
+                key = key_of(obj)
+                listed.add(key)
+                self._apply(key, obj)
+                if n % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             if not token:
-                version = str(meta.get("resourceVersion", ""))
                 break
-        for key in [k for k in self.items if k not in found]:
+        for key in [k for k in self.items if k not in listed]:
             self._remove(key)
-        for n, (key, obj) in enumerate(found.items()):
-            self._apply(key, obj)
-            if n % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)
         self.synced.set()
-        return version
+        return str(meta.get("resourceVersion", ""))
 
     async def _watch(self, version: str) -> str:
         query = self._query(

@@ -35,6 +35,7 @@ import kopf
 KOPF_DAEMON_KILLER = "kopf._core.engines.daemons.daemon_killer"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # then MAX_RETRY_DELAY for as long as it takes
 MAX_RETRY_DELAY = 5.0
+KOPF_WORKERS = 100
 
 
 class RetryForever:
@@ -48,9 +49,12 @@ class RetryForever:
 def tune(settings: kopf.OperatorSettings, shutdown_seconds: float) -> None:
     settings.networking.error_backoffs = RetryForever()
     settings.process.ultimate_exiting_timeout = shutdown_seconds
-    # kopf's per-object workers (one task per object with events) end this soon after the last
-    # event: at thousands of objects a long idle time is thousands of idle tasks.
-    settings.batching.idle_timeout = 1.0
+    # kopf runs one worker task per object with events, all at once: a restart at 10,000
+    # objects was 10,000 tasks (and their bodies) in memory together. A bound keeps the watch
+    # stream waiting instead; the handlers here only record, so workers end quickly (and end
+    # sooner after their last event than kopf's default 5 s).
+    settings.queueing.worker_limit = KOPF_WORKERS
+    settings.queueing.idle_timeout = 1.0
     # Probes of kopf's own liveness endpoint (kopf run --liveness) log no access line each.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
