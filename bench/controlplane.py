@@ -12,11 +12,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "kube"))
-
-import localkube  # noqa: E402
+from benchlib import localkube
 
 
 def disk_mb(path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -16,15 +17,19 @@ from localca.config import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_DYNAMODB_TABLE,
     DEFAULT_FUNCTION_NAME,
+    DEFAULT_IDLE_TIMEOUT,
     DEFAULT_INTERNAL_BUCKET,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_LIFETIME_DAYS,
     DEFAULT_REGION,
+    DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SECRET_ACCESS_KEY,
     Config,
     ConfigError,
 )
 from localca.logs import JsonLog
 from localca.server import LocalCAServer, default_state_dir
+from localca.state import StateError
 
 
 def _pairs(keys: list[str], secrets: list[str], flag: str) -> dict[str, str]:
@@ -91,6 +96,24 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         help='a fault as JSON, e.g. \'{"kind": "throttle", "count": 2}\'',
     )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="connections served at once; more wait in the listen backlog",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        help="seconds a kept-alive connection may wait for its next request",
+    )
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_TIMEOUT,
+        help="seconds from a request's first byte to its last",
+    )
     serve.add_argument("--ready-file", type=Path, default=None)
     serve.add_argument(
         "--allow-remote",
@@ -120,7 +143,17 @@ def config_from(args: argparse.Namespace) -> Config:
         csr_dir=args.csr_dir,
         internal_bucket=args.internal_bucket,
         allow_remote=args.allow_remote,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+        request_timeout=args.request_timeout,
     )
+
+
+# The project's exit-code table (README "Exit codes"); local-ca cannot import cacore's.
+EXIT_OK = 0  # stopped by SIGTERM
+EXIT_INTERNAL = 1
+EXIT_CONFIG = 2  # a bad flag, a broken or busy state dir, an unusable address
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C (SIGINT)
 
 
 def _write_ready(path: Path, line: str) -> None:
@@ -129,54 +162,88 @@ def _write_ready(path: Path, line: str) -> None:
     os.replace(tmp, path)
 
 
-def serve(args: argparse.Namespace, log: JsonLog) -> int:
-    config = config_from(args)
-    initial = [fault_rules.parse(json.loads(raw)) for raw in args.fault]
-    server = LocalCAServer(config, log=log)
-    stop = threading.Event()
+def _faults(raw: list[str]) -> list[fault_rules.Fault]:
+    parsed = []
+    for text in raw:
+        try:
+            parsed.append(fault_rules.parse(json.loads(text)))
+        except (ValueError, RecursionError) as exc:
+            raise ConfigError(f"--fault {text!r} is not valid: {exc}") from exc
+    return parsed
 
-    def _on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    server.start()
-    for fault in initial:
-        server.app.faults.add(fault)
-    ready = json.dumps(
-        {
-            "endpoint_url": server.endpoint_url,
-            "function_name": config.function_name,
-            "region": config.region,
-            "access_key_id": next(iter(config.credentials)),
-            "pid": os.getpid(),
-        }
+def _address_error(config: Config, exc: OSError) -> ConfigError:
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"port {config.port} on {config.host} is in use: stop what holds it, or use --port 0 "
+            "for any free port"
+        )
+    return ConfigError(
+        f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): check --host "
+        "and --port"
     )
-    print(ready, flush=True)
-    if args.ready_file:
-        _write_ready(args.ready_file, ready)
+
+
+def serve(args: argparse.Namespace, log: JsonLog, stop: threading.Event) -> None:
+    config = config_from(args)
+    initial = _faults(args.fault)
+    if args.ready_file is not None and not args.ready_file.parent.is_dir():
+        raise ConfigError(
+            f"--ready-file {args.ready_file}: its directory does not exist: create it first"
+        )
+    server = LocalCAServer(config, log=log)
     try:
+        server.start()
+    except OSError as exc:
+        raise _address_error(config, exc) from exc
+    try:
+        for fault in initial:
+            server.app.faults.add(fault)
+        ready = json.dumps(
+            {
+                "endpoint_url": server.endpoint_url,
+                "function_name": config.function_name,
+                "region": config.region,
+                "access_key_id": next(iter(config.credentials)),
+                "pid": os.getpid(),
+            }
+        )
+        print(ready, flush=True)
+        if args.ready_file:
+            _write_ready(args.ready_file, ready)
         while not stop.wait(0.2):
             pass
     finally:
         server.stop()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = threading.Event()
+    received: list[int] = []
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    # Installed first, so a signal during startup stops cleanly instead of a traceback.
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     log = JsonLog()
-    args = parser().parse_args(argv)
     try:
-        return serve(args, log)
-    except (
-        ConfigError,
-        fault_rules.FaultError,
-        json.JSONDecodeError,
-        FileNotFoundError,
-        OSError,
-    ) as exc:
+        args = parser().parse_args(argv)  # exits 2 with argparse's one-line usage error
+        serve(args, log, stop)
+        return EXIT_INTERRUPTED if signal.SIGINT in received else EXIT_OK
+    except (ConfigError, StateError) as exc:
         print(f"local-ca: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"local-ca: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        print(f"local-ca: internal error ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

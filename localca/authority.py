@@ -8,9 +8,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from localca.state import FRESH_START, StateError, prepare
 
 ROOT_LIFETIME_DAYS = 7300
 ISSUING_LIFETIME_DAYS = 3650
@@ -122,23 +125,18 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def prepare_state_dir(state_dir: Path) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(state_dir, 0o700)
-
-
 def load_or_create(state_dir: Path, now: datetime) -> tuple[Authority, bool]:
     """The CA kept in `state_dir`, created there on first use; True when it was created."""
-    prepare_state_dir(state_dir)
+    prepare(state_dir)
     paths = [state_dir / name for name in _FILES]
     present = [p.exists() for p in paths]
     if all(present):
         return _load(state_dir), False
     if any(present):
         missing = ", ".join(p.name for p, ok in zip(paths, present, strict=True) if not ok)
-        raise FileNotFoundError(
+        raise StateError(
             f"state_dir {state_dir} holds a partial CA (missing {missing}): restore the files "
-            "or use an empty directory"
+            f"from a backup, {FRESH_START}"
         )
     root_key = ec.generate_private_key(ec.SECP384R1())
     issuing_key = ec.generate_private_key(ec.SECP256R1())
@@ -151,17 +149,46 @@ def load_or_create(state_dir: Path, now: datetime) -> tuple[Authority, bool]:
     return _load(state_dir), True
 
 
+def _broken(path: Path, problem: str) -> StateError:
+    return StateError(
+        f"state_dir {path.parent}: {path.name} {problem}: restore it from a backup, {FRESH_START}"
+    )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _broken(path, f"cannot be read ({exc.strerror})") from exc
+
+
+def _certificate(path: Path) -> tuple[x509.Certificate, str]:
+    data = _read(path)
+    try:
+        return x509.load_pem_x509_certificate(data), data.decode("ascii")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise _broken(path, "is not a PEM certificate") from exc
+
+
 def _load(state_dir: Path) -> Authority:
-    root_pem = (state_dir / "root-ca.pem").read_text()
-    issuing_pem = (state_dir / "issuing-ca.pem").read_text()
-    key = serialization.load_pem_private_key((state_dir / "issuing-ca.key").read_bytes(), None)
+    root, root_pem = _certificate(state_dir / "root-ca.pem")
+    issuing, issuing_pem = _certificate(state_dir / "issuing-ca.pem")
+    key_path = state_dir / "issuing-ca.key"
+    try:
+        key = serialization.load_pem_private_key(_read(key_path), None)
+    except (ValueError, TypeError) as exc:  # TypeError: an encrypted key
+        raise _broken(key_path, "is not an unencrypted PEM private key") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError(
-            f"{state_dir / 'issuing-ca.key'} is not an ECDSA key: use a fresh state_dir"
-        )
+        raise _broken(key_path, "is not an ECDSA key")
+    if key.public_key() != issuing.public_key():
+        raise _broken(key_path, "does not match issuing-ca.pem")
+    try:
+        issuing.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise _broken(state_dir / "issuing-ca.pem", "is not issued by root-ca.pem") from exc
     return Authority(
-        root_cert=x509.load_pem_x509_certificate(root_pem.encode()),
-        issuing_cert=x509.load_pem_x509_certificate(issuing_pem.encode()),
+        root_cert=root,
+        issuing_cert=issuing,
         issuing_key=key,
         root_pem=root_pem,
         issuing_pem=issuing_pem,

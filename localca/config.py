@@ -15,6 +15,10 @@ DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_MAX_LIFETIME_DAYS = 365
 DEFAULT_DYNAMODB_TABLE = "ServerlessCADev"
 DEFAULT_INTERNAL_BUCKET = "serverless-ca-internal-dev"
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
+MAX_LIFETIME_CAP_DAYS = 36500  # a longer validity overflows date arithmetic before year 9999
 
 
 class ConfigError(ValueError):
@@ -42,6 +46,12 @@ class Config:
     csr_dir: Path | None = None
     internal_bucket: str = DEFAULT_INTERNAL_BUCKET
     allow_remote: bool = False
+    # Connections served at once; more wait in the listen backlog.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    # Seconds a kept-alive connection may wait for its next request.
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    # Seconds from a request's first byte to its last (slow senders are cut off).
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
 
     def validate(self) -> None:
         if not self.function_name or "/" in self.function_name or ":" in self.function_name:
@@ -51,10 +61,19 @@ class Config:
             )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is out of range: use 0 (any free port) to 65535")
-        if self.max_lifetime_days < 1:
+        if not 1 <= self.max_lifetime_days <= MAX_LIFETIME_CAP_DAYS:
             raise ConfigError(
-                f"max_lifetime_days {self.max_lifetime_days} is below 1: use a positive number"
+                f"max_lifetime_days {self.max_lifetime_days} is out of range: use 1 to "
+                f"{MAX_LIFETIME_CAP_DAYS} days"
             )
+        if not 1 <= self.max_connections <= 10000:
+            raise ConfigError(
+                f"max_connections {self.max_connections} is out of range: use 1 to 10000"
+            )
+        for name in ("idle_timeout", "request_timeout"):
+            seconds = getattr(self, name)
+            if not 0.1 <= seconds <= 3600:
+                raise ConfigError(f"{name} {seconds} is out of range: use 0.1 to 3600 seconds")
         if not self.credentials:
             raise ConfigError("credentials is empty: give at least one access key id and secret")
         if not self.allow_remote and not is_loopback(self.host):

@@ -1,14 +1,15 @@
 """The TLS Lambda's decision and signing, as one function of (event, CA, history, now).
 
-Nothing here touches the network, the disk or the clock: the server passes them in. An
-exception escaping `handle` is a Lambda crash, which is what the real function does on the
-same input (missing common_name, bad base64, bad or DER CSR).
+Nothing here touches the network, the disk or the clock: the server passes them in. The steps
+follow upstream's `lambda_handler` (`lambda_code/tls_cert/tls_cert.py`, v4) in its order, so the
+same event gets the same answer: a certificate, a refusal `{"error": ...}`, or an exception
+escaping `handle`, which the server turns into the Lambda's crash (FunctionError) as the real
+runtime does. Where upstream crashes on an input, this code raises the same exception type.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +18,12 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
+from localca import event as event_rules
+from localca import extensions as extension_rules
 from localca import sans as san_rules
+from localca import table_keys, usages
 from localca.authority import Authority
 
 BACKDATE = timedelta(minutes=5)
@@ -27,56 +31,26 @@ DEFAULT_LIFETIME_DAYS = 30
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 POLICY_OID = x509.ObjectIdentifier("2.23.140.1.2.1")
 
-PURPOSE_OIDS = {
-    "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH,
-    "server_auth": ExtendedKeyUsageOID.SERVER_AUTH,
-}
-# Names as the real CA accepts them (AWS Private CA's vocabulary); NONE adds nothing.
-EKU_NAMES = {
-    "TLS_WEB_SERVER_AUTHENTICATION": "1.3.6.1.5.5.7.3.1",
-    "TLS_WEB_CLIENT_AUTHENTICATION": "1.3.6.1.5.5.7.3.2",
-    "CODE_SIGNING": "1.3.6.1.5.5.7.3.3",
-    "EMAIL_PROTECTION": "1.3.6.1.5.5.7.3.4",
-    "IPSEC_END_SYSTEM": "1.3.6.1.5.5.7.3.5",
-    "IPSEC_TUNNEL": "1.3.6.1.5.5.7.3.6",
-    "IPSEC_USER": "1.3.6.1.5.5.7.3.7",
-    "TIME_STAMPING": "1.3.6.1.5.5.7.3.8",
-    "OCSP_SIGNING": "1.3.6.1.5.5.7.3.9",
-    "ANY": "2.5.29.37.0",
-    "NONE": None,
-}
-# Extensions the CA itself controls: never settable through `extensions`, even if allow-listed.
-RESERVED_EXTENSION_OIDS = frozenset(
-    {
-        "2.5.29.14",
-        "2.5.29.15",
-        "2.5.29.17",
-        "2.5.29.19",
-        "2.5.29.31",
-        "2.5.29.32",
-        "2.5.29.35",
-        "2.5.29.37",
-        "1.3.6.1.5.5.7.1.1",
-    }
-)
-
 ERR_NO_CN = "CSR must include a Common Name"
 ERR_KEY_REUSED = "Private key has already been used for a certificate"
 ERR_ALREADY_ISSUED = "Certificate already issued"
+
+# Request fields that override the CSR's subject, in the order upstream builds the name (CN
+# first); rfc4514_string() then shows them reversed: ST, OU, O, L, E, C, CN.
+SUBJECT_FIELDS = (
+    (NameOID.COUNTRY_NAME, "country"),
+    (NameOID.EMAIL_ADDRESS, "email_address"),
+    (NameOID.LOCALITY_NAME, "locality"),
+    (NameOID.ORGANIZATION_NAME, "organization"),
+    (NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational_unit"),
+    (NameOID.STATE_OR_PROVINCE_NAME, "state"),
+)
 
 
 class History(Protocol):
     """What the decision needs to know about certificates issued before."""
 
     def key_used(self, common_name: str, key_id: str) -> bool: ...
-
-    def issued_dates(self, common_name: str, key_id: str) -> list[str]: ...
-
-
-@dataclass(frozen=True)
-class CsrFile:
-    data: bytes
-    modified: datetime
 
 
 @dataclass(frozen=True)
@@ -109,7 +83,21 @@ class Outcome:
 
 
 Log = Callable[[str], None]
-CsrReader = Callable[[str], CsrFile | None]
+# The CSR stored as `csrs/<name>` in the internal bucket, or None when there is none.
+CsrReader = Callable[[str], bytes | None]
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """Upstream's CsrInfo: what `create_csr_info` reads from the raw event."""
+
+    common_name: Any
+    subject: dict[str, Any]
+    lifetime: int
+    purposes: list[Any]
+    usage_names: list[str]
+    extensions: list[Any]
+    sans: list[san_rules.San]  # after the first filtering pass
 
 
 def key_id(csr: x509.CertificateSigningRequest) -> str:
@@ -131,116 +119,68 @@ def ca_chain(ca: Authority) -> dict[str, str]:
     }
 
 
-def purposes_of(value: object) -> list[str]:
-    kept = [p for p in value if p in PURPOSE_OIDS] if isinstance(value, list) else []
-    return kept or ["client_auth"]
+def request_info(event: dict[str, Any], log: Log) -> RequestInfo:
+    """Upstream's create_csr_info, raising where it raises (lifetime, common_name, SANs, EKUs)."""
+    lifetime = int(event.get("lifetime", DEFAULT_LIFETIME_DAYS))
+    common_name = event["common_name"]
+    subject = {key: event.get(key) for _, key in SUBJECT_FIELDS}
+    sans = san_rules.filter_valid(common_name, event.get("sans"), log)
+    return RequestInfo(
+        common_name=common_name,
+        subject=subject,
+        lifetime=lifetime,
+        purposes=usages.purposes_of(event.get("purposes")),
+        usage_names=usages.usage_names(event.get("extended_key_usages"), log),
+        extensions=event.get("extensions") or [],
+        sans=sans,
+    )
 
 
-def extra_ekus(value: object, log: Log) -> list[x509.ObjectIdentifier]:
-    if not isinstance(value, list):
-        return []
-    oids: list[x509.ObjectIdentifier] = []
-    for name in value:
-        if isinstance(name, str) and name in EKU_NAMES:
-            dotted = EKU_NAMES[name]
-            if dotted:
-                oids.append(x509.ObjectIdentifier(dotted))
-            continue
-        if isinstance(name, str) and name.startswith(("1.", "2.")):
-            try:
-                oids.append(x509.ObjectIdentifier(name))
-                continue
-            except ValueError:
-                pass
-        log(f"Invalid extended key usage {name} excluded")
-    return oids
+def load_csr(
+    request: event_rules.Request, read_csr_file: CsrReader, bucket: str
+) -> tuple[x509.CertificateSigningRequest, bool] | str:
+    """The CSR and whether it came from a file, or the refusal for a missing file. Bad base64,
+    no CSR at all, and anything that is not a PEM CSR (DER included) raise, as upstream."""
+    if request.csr_file:
+        data = read_csr_file(request.csr_file)
+        if data is None:
+            return f"CSR file '{request.csr_file}' not found in S3 bucket '{bucket}'"
+        return x509.load_pem_x509_csr(data), True
+    raw = base64.standard_b64decode(request.base64_csr_data)  # type: ignore[arg-type]
+    return x509.load_pem_x509_csr(raw), False
 
 
-def eku_list(event: dict[str, Any], log: Log) -> list[x509.ObjectIdentifier]:
-    ordered = [PURPOSE_OIDS[p] for p in purposes_of(event.get("purposes"))]
-    ordered += extra_ekus(event.get("extended_key_usages"), log)
-    return list(dict.fromkeys(ordered))
-
-
-def custom_extensions(
-    value: object, allowlist: tuple[str, ...]
-) -> tuple[list[x509.UnrecognizedExtension], list[bool]] | str:
-    """The requested custom extensions, or the refusal message for the first bad one."""
-    if not value:
-        return [], []
-    if not isinstance(value, list):
-        return "Custom extensions must be a list of {oid, value_b64, critical} objects"
-    seen: set[str] = set()
-    exts: list[x509.UnrecognizedExtension] = []
-    criticals: list[bool] = []
-    for item in value:
-        oid = item.get("oid") if isinstance(item, dict) else None
-        if not oid:
-            return "Custom extension is missing required field 'oid'"
-        if oid in seen:
-            return f"Custom extension OID {oid} is specified more than once"
-        seen.add(oid)
-        if oid in RESERVED_EXTENSION_OIDS:
-            return f"Custom extension OID {oid} is reserved and cannot be set by callers"
-        if oid not in allowlist:
-            return f"Custom extension OID {oid} is not in the configured allowlist"
-        try:
-            object_id = x509.ObjectIdentifier(oid)
-        except ValueError:
-            return f"Custom extension OID {oid} is not a valid object identifier"
-        value_b64 = item.get("value_b64")
-        if value_b64 is None:
-            return f"Custom extension OID {oid} is missing required field 'value_b64'"
-        try:
-            raw = base64.b64decode(value_b64, validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            return f"Custom extension OID {oid} has an invalid base64 value"
-        exts.append(x509.UnrecognizedExtension(object_id, raw))
-        criticals.append(bool(item.get("critical", False)))
-    return exts, criticals
-
-
-def _attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
-    found = name.get_attributes_for_oid(oid)
-    value = found[0].value if found else None
-    return value if isinstance(value, str) else None
-
-
-_SUBJECT_ORDER = (
-    (NameOID.COMMON_NAME, "common_name"),
-    (NameOID.COUNTRY_NAME, "country"),
-    (NameOID.EMAIL_ADDRESS, "email_address"),
-    (NameOID.LOCALITY_NAME, "locality"),
-    (NameOID.ORGANIZATION_NAME, "organization"),
-    (NameOID.ORGANIZATIONAL_UNIT_NAME, "organizational_unit"),
-    (NameOID.STATE_OR_PROVINCE_NAME, "state"),
-)
-
-
-def subject_name(event: dict[str, Any], csr_subject: x509.Name) -> x509.Name:
-    """Request fields override the CSR's; order as upstream builds it (CN first)."""
-    attributes = []
-    for oid, key in _SUBJECT_ORDER:
-        value = event.get(key) or _attr(csr_subject, oid)
+def subject_name(info: RequestInfo, csr_subject: x509.Name) -> x509.Name:
+    """Request fields over the CSR's (upstream tls_cert_construct_subject_name): a falsy request
+    value falls back to the CSR; a non-string or over-long value raises; the CSR must have a CN."""
+    csr_cn = csr_subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, info.common_name or csr_cn)]
+    for oid, key in SUBJECT_FIELDS:
+        found = csr_subject.get_attributes_for_oid(oid)
+        value = info.subject[key] or (found[0].value if found else None)
         if value:
-            attributes.append(x509.NameAttribute(oid, str(value)))
+            attributes.append(x509.NameAttribute(oid, value))
     return x509.Name(attributes)
 
 
 def build_certificate(
-    event: dict[str, Any],
+    info: RequestInfo,
     csr: x509.CertificateSigningRequest,
     ca: Authority,
     now: datetime,
     lifetime_days: int,
-    extensions: tuple[list[x509.UnrecognizedExtension], list[bool]],
     log: Log,
 ) -> x509.Certificate:
+    """Upstream ca_build_cert + ca_kms_sign_tls_certificate_request, extensions in its order."""
+    sans = san_rules.filter_again(info.common_name, info.sans, log)
+    names = san_rules.to_general_names(sans, log)
+    extra = extension_rules.to_x509(info.extensions)
+    subject = subject_name(info, csr.subject)
+    ekus = usages.eku_oids(info.purposes, info.usage_names)
     public = csr.public_key()
-    ski = ca.issuing_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = (
         x509.CertificateBuilder()
-        .subject_name(subject_name(event, csr.subject))
+        .subject_name(subject)
         .issuer_name(ca.issuing_cert.subject)
         .public_key(public)
         .serial_number(x509.random_serial_number())
@@ -260,37 +200,47 @@ def build_certificate(
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage(eku_list(event, log)), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
         .add_extension(
             x509.CertificatePolicies([x509.PolicyInformation(POLICY_OID, None)]), critical=False
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.issuing_public_key),
+            critical=False,
         )
     )
-    names = san_rules.to_general_names(
-        san_rules.select(str(event["common_name"]), event.get("sans"), log), log
-    )
+    for extension, critical in extra:
+        builder = builder.add_extension(extension, critical=critical)
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    for ext, critical in zip(*extensions, strict=True):
-        builder = builder.add_extension(ext, critical=critical)
     return builder.sign(ca.issuing_key, hashes.SHA256())
 
 
-def _load_csr(
-    event: dict[str, Any], read_csr_file: CsrReader, bucket: str
-) -> tuple[x509.CertificateSigningRequest, CsrFile | None] | str:
-    csr_file = event.get("csr_file")
-    if csr_file:
-        found = read_csr_file(str(csr_file))
-        if found is None:
-            return f"CSR file '{csr_file}' not found in S3 bucket '{bucket}'"
-        return x509.load_pem_x509_csr(found.data), found
-    # standard_b64decode(None) raises TypeError and a DER CSR fails to load as PEM: both are
-    # crashes in the real Lambda too.
-    return x509.load_pem_x509_csr(base64.standard_b64decode(event.get("base64_csr_data"))), None
+def _checks(
+    info: RequestInfo,
+    request: event_rules.Request,
+    csr: x509.CertificateSigningRequest,
+    from_file: bool,
+    history: History,
+    policy: Policy,
+) -> str | None:
+    """The refusal, in upstream's order (already issued, no CN, key reuse, lifetime, custom
+    extensions), or None. The table lookups raise for an unusable common_name, as upstream's do."""
+    if from_file and not request.force_issue:
+        table_keys.check(info.common_name, table_keys.QUERY)
+        if history.key_used(info.common_name, key_id(csr)):
+            return ERR_ALREADY_ISSUED
+    # Upstream tests the RFC 4514 text, so "CN=" inside another attribute's value also passes.
+    if "CN=" not in csr.subject.rfc4514_string():
+        return ERR_NO_CN
+    if not request.force_issue:
+        table_keys.check(info.common_name, table_keys.QUERY)
+        if history.key_used(info.common_name, key_id(csr)):
+            return ERR_KEY_REUSED
+    if info.lifetime < 1:
+        return f"{info.lifetime} is too short"
+    return extension_rules.refusal(info.extensions, policy.extension_allowlist)
 
 
 def handle(
@@ -303,53 +253,43 @@ def handle(
     log: Log,
 ) -> Outcome:
     """One TLS Lambda invocation: a certificate, a refusal {"error": ...} or an exception."""
-    if event.get("ca_chain_only"):
+    request = event_rules.read(event)
+    if request.ca_chain_only:
+        # Upstream returns raw bytes here (a Runtime.MarshalError); the local CA answers what
+        # the contract intends. See docs/local-ca.md.
         return Outcome(ca_chain(ca))
-    common_name = event["common_name"]
-    lifetime = int(event.get("lifetime", DEFAULT_LIFETIME_DAYS))
-    loaded = _load_csr(event, read_csr_file, policy.internal_bucket)
+    info = request_info(event, log)
+    loaded = load_csr(request, read_csr_file, policy.internal_bucket)
     if isinstance(loaded, str):
         return Outcome({"error": loaded})
-    csr, csr_file = loaded
-    force = bool(event.get("force_issue"))
-    kid = key_id(csr)
-    if csr_file is not None and not force:
-        day = csr_file.modified.astimezone(UTC).strftime("%Y-%m-%d")
-        if day in history.issued_dates(str(common_name), kid):
-            return Outcome({"error": ERR_ALREADY_ISSUED})
-    if not csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
-        return Outcome({"error": ERR_NO_CN})
-    if not force and history.key_used(str(common_name), kid):
-        return Outcome({"error": ERR_KEY_REUSED})
-    if lifetime < 1:
-        return Outcome({"error": f"{lifetime} is too short"})
-    extensions = custom_extensions(event.get("extensions"), policy.extension_allowlist)
-    if isinstance(extensions, str):
-        return Outcome({"error": extensions})
+    csr, from_file = loaded
+    refusal = _checks(info, request, csr, from_file, history, policy)
+    if refusal is not None:
+        return Outcome({"error": refusal})
     now = now.astimezone(UTC).replace(microsecond=0)
-    cert = build_certificate(
-        event, csr, ca, now, min(lifetime, policy.max_lifetime_days), extensions, log
-    )
+    lifetime = min(info.lifetime, policy.max_lifetime_days)
+    cert = build_certificate(info, csr, ca, now, lifetime, log)
+    table_keys.check(info.common_name, table_keys.PUT_ITEM)
     leaf_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    info = {
-        "CommonName": common_name,
+    cert_info = {
+        "CommonName": info.common_name,
         "SerialNumber": str(cert.serial_number),
         "Issued": cert.not_valid_before_utc.strftime(TIME_FORMAT),
         "Expires": cert.not_valid_after_utc.strftime(TIME_FORMAT),
     }
-    body = leaf_pem + ca.issuing_pem + ca.root_pem if event.get("cert_bundle") else leaf_pem
+    body = leaf_pem + ca.issuing_pem + ca.root_pem if request.cert_bundle else leaf_pem
     payload = {
-        "CertificateInfo": info,
+        "CertificateInfo": cert_info,
         "Base64Certificate": _b64(body),
         "Subject": cert.subject.rfc4514_string(),
         **ca_chain(ca),
     }
     record = IssuedCert(
-        common_name=str(common_name),
-        serial=info["SerialNumber"],
-        key_id=kid,
-        issued=info["Issued"],
-        expires=info["Expires"],
+        common_name=info.common_name,
+        serial=cert_info["SerialNumber"],
+        key_id=key_id(csr),
+        issued=cert_info["Issued"],
+        expires=cert_info["Expires"],
         pem=leaf_pem,
     )
     return Outcome(payload, record)

@@ -1,151 +1,154 @@
 """Subject alternative names: the request forms the real CA accepts and how it filters them.
 
-Facts copied from the serverless CA: a string or a list of strings are DNS names; a list of
-{"type", "value"} or a map {TYPE: value-or-list}; invalid entries are dropped with a log line;
-with no SANs the common name is the only DNS SAN when it is a valid domain.
+Facts from upstream `utils/certs/types.py` (normalize_sans_input, filter_and_validate_sans_typed)
+and `utils/certs/crypto.py` (convert_sans_to_x509, parse_dn_to_x509_name):
+
+- `sans` may be a string or a list of strings (DNS names), a list of {"type", "value"} maps
+  (type defaults to DNS_NAME, upper-cased; entries without a type or value are skipped), or a
+  map {TYPE: value or [values]}. A list mixing shapes, or any other JSON value, gives nothing.
+- No `sans` (or an empty list) means the common name, when it is a domain, as the only DNS SAN.
+- Invalid entries are dropped with a log line. The filter runs TWICE (once when the request is
+  read, once when the certificate is built), so when every given entry is dropped the second
+  pass sees an empty list and falls back to the common name, exactly as if no `sans` were given.
+- Conversion to X.509 skips, with a log line, what cryptography refuses (a non-ASCII name, a
+  DN attribute it rejects). A DN keeps its attributes in the order written.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from localca import validation
 
 SAN_TYPES = ("DNS_NAME", "IP_ADDRESS", "EMAIL_ADDRESS", "URL", "DN")
 
-_LABELS = re.compile(
-    r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9][a-z0-9-_]{0,61}[a-z]$", re.IGNORECASE
-)
-_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
-# The real CA's URL validator accepts only these schemes (so spiffe:// URIs are dropped).
-_URL_SCHEMES = frozenset(
-    {"ftp", "ftps", "git", "http", "https", "irc", "rtmp", "rtmps", "rtsp", "sftp", "ssh", "telnet"}
-)
-_DN_PREFIXES = ("CN=", "O=", "OU=", "C=", "ST=", "L=", "E=", "DC=")
+_VALIDATORS: dict[str, Callable[[Any], bool]] = {
+    "DNS_NAME": validation.is_dns_name,
+    "IP_ADDRESS": validation.is_ip_address,
+    "EMAIL_ADDRESS": validation.is_email_address,
+    "URL": validation.is_url,
+    "DN": validation.is_dn,
+}
+
+# DN keys upstream maps (case-insensitive); other keys are left out of the name.
+DN_ATTRIBUTES = {
+    "CN": NameOID.COMMON_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "E": NameOID.EMAIL_ADDRESS,
+    "DC": NameOID.DOMAIN_COMPONENT,
+}
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class San:
     type: str
-    value: str
+    value: Any  # a JSON value: upstream keeps e.g. an integer IP address as given
 
 
-def is_domain(value: object) -> bool:
-    """A fully qualified domain name whose top-level label is alphabetic (so not `com`)."""
-    if not isinstance(value, str) or not value or len(value) > 253:
-        return False
-    try:
-        ascii_value = value.encode("idna").decode("ascii")
-    except UnicodeError:
-        return False
-    return bool(_LABELS.match(ascii_value))
+def _from_common_name(common_name: Any) -> list[San]:
+    return [San("DNS_NAME", common_name)] if validation.is_domain(common_name) else []
 
 
-def is_dns_name(value: str) -> bool:
-    if value.startswith("*."):
-        return is_domain(value[2:])
-    return is_domain(value)
+def normalize(common_name: Any, sans: Any) -> list[San]:
+    """Every accepted input form as typed entries, before validation.
 
-
-def is_ip_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def is_email_address(value: str) -> bool:
-    local, sep, domain = value.rpartition("@")
-    return bool(sep and local and _EMAIL_LOCAL.match(local) and is_domain(domain))
-
-
-def is_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    host = parts.hostname or ""
-    return parts.scheme.lower() in _URL_SCHEMES and (is_domain(host) or is_ip_address(host))
-
-
-def is_dn(value: str) -> bool:
-    return bool(value) and "=" in value and any(p in value.upper() for p in _DN_PREFIXES)
-
-
-_VALIDATORS: dict[str, Callable[[str], bool]] = {
-    "DNS_NAME": is_dns_name,
-    "IP_ADDRESS": is_ip_address,
-    "EMAIL_ADDRESS": is_email_address,
-    "URL": is_url,
-    "DN": is_dn,
-}
-
-
-def _default(common_name: str) -> list[San]:
-    return [San("DNS_NAME", common_name)] if is_domain(common_name) else []
-
-
-def normalize(common_name: str, sans: object) -> list[San]:
-    """Every accepted input form as a list of typed entries, before validation."""
+    Raises AttributeError for a typed entry whose type is not a string, as upstream does.
+    """
     if sans is None:
-        return _default(common_name)
+        return _from_common_name(common_name)
     if isinstance(sans, str):
         return [San("DNS_NAME", sans)]
     if isinstance(sans, list):
         if not sans:
-            return _default(common_name)
+            return _from_common_name(common_name)
         if all(isinstance(item, str) for item in sans):
             return [San("DNS_NAME", item) for item in sans]
         if all(isinstance(item, dict) for item in sans):
-            return [
-                San(str(item.get("type", "DNS_NAME")).upper(), item["value"])
-                for item in sans
-                if item.get("type", "DNS_NAME") and item.get("value")
-            ]
+            entries = []
+            for item in sans:
+                kind = item.get("type", "DNS_NAME").upper()
+                value = item.get("value")
+                if kind and value:
+                    entries.append(San(kind, value))
+            return entries
         return []
     if isinstance(sans, dict):
-        out: list[San] = []
-        for san_type, values in sans.items():
+        entries = []
+        for kind, values in sans.items():
             listed = [values] if isinstance(values, str) else values
             if isinstance(listed, list):
-                out.extend(San(str(san_type).upper(), value) for value in listed)
-        return out
+                entries.extend(San(kind.upper(), value) for value in listed)
+        return entries
     return []
 
 
-def select(common_name: str, sans: object, log: Callable[[str], None]) -> list[San]:
-    """The SANs the certificate will carry; each dropped entry is reported through `log`."""
+def filter_valid(common_name: Any, sans: Any, log: Log) -> list[San]:
+    """One upstream filtering pass. Raises where a validator does (see localca.validation)."""
     kept: list[San] = []
     for san in normalize(common_name, sans):
         validator = _VALIDATORS.get(san.type)
         if validator is None:
             log(f"Invalid SAN type {san.type} excluded")
-        elif not isinstance(san.value, str) or not validator(san.value):
-            log(f"Invalid {san.type} value '{san.value}' excluded from SANs")
-        else:
+        elif validator(san.value):
             kept.append(san)
+        else:
+            log(f"Invalid {san.type} value '{san.value}' excluded from SANs")
     return kept
 
 
-def to_general_names(sans: list[San], log: Callable[[str], None]) -> list[x509.GeneralName]:
+def filter_again(common_name: Any, first: list[San], log: Log) -> list[San]:
+    """Upstream's second pass, over the first pass's result: [] becomes the common name."""
+    return filter_valid(common_name, [{"type": s.type, "value": s.value} for s in first], log)
+
+
+def select(common_name: Any, sans: Any, log: Log) -> list[San]:
+    """The SANs the certificate will carry: the filter run twice, as upstream runs it."""
+    return filter_again(common_name, filter_valid(common_name, sans, log), log)
+
+
+def parse_dn(text: str) -> x509.Name:
+    """"CN=app,O=Example" as a Name in the order written; no escaping (a comma always splits)."""
+    attributes = []
+    for part in text.split(","):
+        part = part.strip()
+        if "=" not in part:
+            continue
+        key, value = part.split("=", 1)
+        oid = DN_ATTRIBUTES.get(key.strip().upper())
+        if oid is not None:
+            attributes.append(x509.NameAttribute(oid, value.strip()))
+    return x509.Name(attributes)
+
+
+def _general_name(san: San) -> x509.GeneralName:
+    if san.type == "DNS_NAME":
+        return x509.DNSName(san.value)
+    if san.type == "IP_ADDRESS":
+        return x509.IPAddress(ipaddress.ip_address(san.value))
+    if san.type == "EMAIL_ADDRESS":
+        return x509.RFC822Name(san.value)
+    if san.type == "URL":
+        return x509.UniformResourceIdentifier(san.value)
+    return x509.DirectoryName(parse_dn(san.value))
+
+
+def to_general_names(sans: list[San], log: Log) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     for san in sans:
-        if san.type == "DNS_NAME":
-            names.append(x509.DNSName(san.value.encode("idna").decode("ascii")))
-        elif san.type == "IP_ADDRESS":
-            names.append(x509.IPAddress(ipaddress.ip_address(san.value)))
-        elif san.type == "EMAIL_ADDRESS":
-            names.append(x509.RFC822Name(san.value))
-        elif san.type == "URL":
-            names.append(x509.UniformResourceIdentifier(san.value))
-        else:
-            try:
-                names.append(x509.DirectoryName(x509.Name.from_rfc4514_string(san.value)))
-            except ValueError:
-                log(f"Invalid DN value '{san.value}' excluded from SANs")
+        try:
+            names.append(_general_name(san))
+        except Exception as exc:  # noqa: BLE001 - upstream skips any entry that fails to convert
+            log(f"Error converting SAN {san.type}:{san.value} to x509 format: {exc}")
     return names

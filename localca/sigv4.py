@@ -2,7 +2,9 @@
 
 Canonical request per the AWS documentation for services other than S3: the URI path is
 URI-encoded once more (so `%3A` in a function ARN is signed as `%253A`), query pairs sorted
-as sent, signed headers lower-cased with runs of spaces collapsed.
+as sent, signed headers lower-cased with runs of spaces collapsed. Two steps, so the server can
+refuse a request on its headers alone before reading any of its body: `check_headers` (key,
+scope, date), then `check_signature` over the whole request.
 """
 
 from __future__ import annotations
@@ -114,14 +116,28 @@ def signature(secret: str, amz_date: str, scope: str, canonical: str) -> str:
     ).hexdigest()
 
 
-def verify(
+@dataclass(frozen=True)
+class Credential:
+    """What the headers alone establish: a known key, the right scope, a fresh date."""
+
+    access_key_id: str
+    secret: str
+    authorised: bool
+    scope: str
+    amz_date: str
+    signed_headers: list[str]
+    signature: str
+
+
+def check_headers(
     req: SignedRequest,
     credentials: Mapping[str, str],
     denied: Mapping[str, str],
     region: str,
     service: str,
     now: datetime,
-) -> Identity | AuthFailure:
+) -> Credential | AuthFailure:
+    """Every check that needs no body, so an unauthenticated request is refused unread."""
     auth = req.header("authorization")
     if not auth:
         return AuthFailure(
@@ -179,13 +195,28 @@ def verify(
     signed_headers = match["signed"].lower().split(";")
     if "host" not in signed_headers:
         return AuthFailure(403, "InvalidSignatureException", "'Host' must be a 'SignedHeader'.")
+    return Credential(
+        access_key_id=access_key_id,
+        secret=secret,
+        authorised=authorised,
+        scope="/".join(cred_parts[1:]),
+        amz_date=amz_date,
+        signed_headers=signed_headers,
+        signature=match["sig"].lower(),
+    )
+
+
+def check_signature(req: SignedRequest, credential: Credential) -> Identity | AuthFailure:
+    """The signature over the whole request, body included."""
     body_hash = hashlib.sha256(req.body).hexdigest()
     declared = req.header("x-amz-content-sha256")
     if declared and declared != "UNSIGNED-PAYLOAD" and declared != body_hash:
         return AuthFailure(403, "InvalidSignatureException", MSG_BAD_SIGNATURE)
-    payload_hash = declared if declared and "x-amz-content-sha256" in signed_headers else body_hash
-    canonical = canonical_request(req, signed_headers, payload_hash)
-    expected = signature(secret, amz_date, "/".join(cred_parts[1:]), canonical)
-    if not hmac.compare_digest(expected, match["sig"].lower()):
+    signed = credential.signed_headers
+    payload_hash = declared if declared and "x-amz-content-sha256" in signed else body_hash
+    canonical = canonical_request(req, signed, payload_hash)
+    expected = signature(credential.secret, credential.amz_date, credential.scope, canonical)
+    if not hmac.compare_digest(expected, credential.signature):
         return AuthFailure(403, "InvalidSignatureException", MSG_BAD_SIGNATURE)
-    return Identity(access_key_id, authorised)
+    return Identity(credential.access_key_id, credential.authorised)
+

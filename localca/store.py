@@ -11,49 +11,50 @@ import base64
 import json
 import os
 import threading
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from localca.issuance import IssuedCert
+from localca.state import StateError
 
 STORE_FILE = "issued.jsonl"
+_FIELDS = ("common_name", "serial", "key_id", "issued", "expires", "pem")
 
 
 class IssuedStore:
+    """The (common name, key) pairs on record, for the key-reuse and already-issued checks.
+
+    A last line cut short by a crash mid-write is dropped (and cut from the file, so the next
+    record starts on a line of its own); any other unreadable line is a StateError: silently
+    forgetting a record would let a key be certified twice.
+    """
+
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / STORE_FILE
         self.lock = threading.RLock()
-        self._dates: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self._keys: set[tuple[str, str]] = set()
         self.count = 0
         for record in _read(self.path):
             self._index(record)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"state_dir {state_dir}: {STORE_FILE} cannot be opened for writing "
+                f"({exc.strerror}): make it a writable file"
+            ) from exc
         self._handle = os.fdopen(fd, "a", encoding="utf-8")
 
     def _index(self, record: IssuedCert) -> None:
-        self._dates[(record.common_name, record.key_id)].append(record.issued[:10])
+        self._keys.add((record.common_name, record.key_id))
         self.count += 1
 
     def key_used(self, common_name: str, key_id: str) -> bool:
         with self.lock:
-            return (common_name, key_id) in self._dates
-
-    def issued_dates(self, common_name: str, key_id: str) -> list[str]:
-        with self.lock:
-            return list(self._dates.get((common_name, key_id), ()))
+            return (common_name, key_id) in self._keys
 
     def record(self, cert: IssuedCert) -> None:
-        line = json.dumps(
-            {
-                "common_name": cert.common_name,
-                "serial": cert.serial,
-                "key_id": cert.key_id,
-                "issued": cert.issued,
-                "expires": cert.expires,
-                "pem": cert.pem,
-            }
-        )
+        line = json.dumps({name: getattr(cert, name) for name in _FIELDS})
         with self.lock:
             self._handle.write(line + "\n")
             self._handle.flush()
@@ -64,26 +65,48 @@ class IssuedStore:
             self._handle.close()
 
 
+def _parse(line: bytes) -> IssuedCert:
+    raw = json.loads(line)
+    values = [raw[name] for name in _FIELDS]
+    if not all(isinstance(v, str) for v in values):
+        raise ValueError("a field is not a string")
+    return IssuedCert(*values)
+
+
 def _read(path: Path) -> list[IssuedCert]:
-    if not path.exists():
+    fix = "restore it from a backup, or delete that line (the CA then forgets that key)"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise StateError(
+            f"state_dir {path.parent}: {STORE_FILE} cannot be read ({exc.strerror}): make it a "
+            "readable file"
+        ) from exc
+    lines = data.split(b"\n")
+    torn = lines.pop()  # b"" when the file ends with a newline, as every complete write does
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            raw = json.loads(line)
-            out.append(
-                IssuedCert(
-                    common_name=raw["common_name"],
-                    serial=raw["serial"],
-                    key_id=raw["key_id"],
-                    issued=raw["issued"],
-                    expires=raw["expires"],
-                    pem=raw["pem"],
-                )
-            )
-        except (ValueError, KeyError, TypeError):
-            # A torn last line from an interrupted write: the certificate is simply forgotten.
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
+        try:
+            out.append(_parse(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StateError(
+                f"state_dir {path.parent}: {STORE_FILE} line {number} is not an issued-certificate "
+                f"record: {fix}"
+            ) from exc
+    if torn:
+        try:
+            out.append(_parse(torn))
+            ending = b"\n"  # a complete record without its newline (an edit by hand)
+        except (ValueError, KeyError, TypeError):
+            ending = b""  # an interrupted append: its certificate never reached a client
+        with path.open("r+b") as handle:
+            handle.truncate(len(data) - len(torn) + (len(torn) if ending else 0))
+            handle.seek(0, os.SEEK_END)
+            handle.write(ending)
     return out
 
 

@@ -60,6 +60,7 @@ def test_state_files_are_private(local_ca_factory):
         "issuing-ca.key": 0o600,
         "issuing-ca.pem": 0o600,
         "issued.jsonl": 0o600,
+        "lock": 0o600,
     }
 
 
@@ -116,8 +117,14 @@ def test_cli_refuses_a_non_loopback_host_in_one_line(tmp_path):
     assert err.decode().strip().splitlines()[-1].startswith("local-ca: host '0.0.0.0'")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_cli_prints_one_ready_line_writes_the_ready_file_and_exits_on_signal(tmp_path, signum):
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGTERM, 0), (signal.SIGINT, 130)],  # the project's table: 130 is Ctrl-C
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_cli_prints_one_ready_line_writes_the_ready_file_and_exits_on_signal(
+    tmp_path, signum, code
+):
     ready_file = tmp_path / "ready.json"
     proc = _serve(tmp_path, "--ready-file", str(ready_file))
     line = proc.stdout.readline()
@@ -131,7 +138,7 @@ def test_cli_prints_one_ready_line_writes_the_ready_file_and_exits_on_signal(tmp
     assert ready["access_key_id"] == "LOCALCAEXAMPLEKEY000"
     assert ready["pid"] == proc.pid
     assert json.loads(ready_file.read_text()) == ready
-    assert proc.returncode == 0
+    assert proc.returncode == code
     assert out == b""
     for log_line in err.decode().splitlines():
         record = json.loads(log_line)
@@ -148,3 +155,230 @@ def test_issued_records_never_hold_private_keys(local_ca_factory):
 
     assert set(record) == {"common_name", "serial", "key_id", "issued", "expires", "pem"}
     assert "PRIVATE KEY" not in record["pem"]
+
+
+# The CLI rows of the fault table in docs/local-ca.md: one line on stderr, the exit code.
+def _pem_key(key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _encrypted_key() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+
+
+def _rsa_key() -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return _pem_key(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+def _make_ca(state):
+    from datetime import UTC, datetime
+
+    from localca.authority import load_or_create
+
+    load_or_create(state, datetime.now(UTC))
+    (state / "issued.jsonl").write_text("")
+
+
+CORRUPTIONS = [
+    pytest.param(
+        lambda s: (s / "issuing-ca.pem").write_text("garbage"),
+        "issuing-ca.pem is not a PEM certificate",
+        id="a CA certificate that is garbage",
+    ),
+    pytest.param(
+        lambda s: (s / "root-ca.pem").write_bytes(b"\xff\xfe"),
+        "root-ca.pem is not a PEM certificate",
+        id="a CA certificate not even text",
+    ),
+    pytest.param(
+        lambda s: (s / "issuing-ca.key").write_bytes(_encrypted_key()),
+        "issuing-ca.key is not an unencrypted PEM private key",
+        id="an encrypted key",
+    ),
+    pytest.param(
+        lambda s: (s / "issuing-ca.key").write_bytes(_rsa_key()),
+        "issuing-ca.key is not an ECDSA key",
+        id="an RSA key",
+    ),
+    pytest.param(
+        lambda s: (s / "issuing-ca.key").write_bytes(
+            _pem_key(ec.generate_private_key(ec.SECP256R1()))
+        ),
+        "issuing-ca.key does not match issuing-ca.pem",
+        id="another key",
+    ),
+    pytest.param(
+        lambda s: (s / "root-ca.pem").write_bytes((s / "issuing-ca.pem").read_bytes()),
+        "issuing-ca.pem is not issued by root-ca.pem",
+        id="a root that did not sign",
+    ),
+    pytest.param(
+        lambda s: (s / "root-ca.key").unlink(),
+        "holds a partial CA (missing root-ca.key)",
+        id="a CA file missing",
+    ),
+    pytest.param(
+        lambda s: (s / "issued.jsonl").write_text('{"common_name": 1}\n{}\n'),
+        "issued.jsonl line 1 is not an issued-certificate record",
+        id="a bad record",
+    ),
+    pytest.param(
+        lambda s: ((s / "issued.jsonl").unlink(), (s / "issued.jsonl").mkdir()),
+        "issued.jsonl cannot be read",
+        id="records that are a directory",
+    ),
+]
+
+
+@pytest.mark.parametrize(("corrupt", "message"), CORRUPTIONS)
+def test_a_corrupt_state_dir_is_one_line_naming_the_file_and_exit_2(tmp_path, corrupt, message):
+    state = tmp_path / "state"
+    _make_ca(state)
+    corrupt(state)
+
+    proc = _serve(tmp_path)
+    out, err = proc.communicate(timeout=30)
+
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2
+    assert out == b""
+    assert len(lines) == 1 and lines[0].startswith(f"local-ca: state_dir {state}")
+    assert message in lines[0]
+    assert "Traceback" not in err.decode()
+
+
+def test_a_torn_last_record_is_cut_and_the_ca_starts(tmp_path):
+    state = tmp_path / "state"
+    _make_ca(state)
+    record = json.dumps(
+        {
+            "common_name": "a",
+            "serial": "1",
+            "key_id": "k",
+            "issued": "x",
+            "expires": "y",
+            "pem": "z",
+        }
+    )
+    (state / "issued.jsonl").write_text(record + "\n" + record[:20])
+
+    proc = _serve(tmp_path)
+    ready = json.loads(proc.stdout.readline())
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+
+    assert ready["pid"] == proc.pid and proc.returncode == 0
+    assert (state / "issued.jsonl").read_text() == record + "\n"
+
+
+def test_a_second_local_ca_on_the_same_state_dir_is_refused(tmp_path):
+    first = _serve(tmp_path)
+    first.stdout.readline()
+    try:
+        second = _serve(tmp_path)
+        _, err = second.communicate(timeout=30)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=10)
+
+    assert second.returncode == 2
+    assert err.decode().strip() == (
+        f"local-ca: state_dir {tmp_path / 'state'} is in use by another local-ca "
+        f"(pid {first.pid}): stop it or give another --state-dir"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        pytest.param(
+            ["--port", "70000"], "local-ca: port 70000 is out of range", id="a port out of range"
+        ),
+        pytest.param(
+            ["--max-lifetime-days", "0"],
+            "local-ca: max_lifetime_days 0 is out of range",
+            id="a lifetime cap of 0",
+        ),
+        pytest.param(
+            ["--fault", "{bad"],
+            "local-ca: --fault '{bad' is not valid",
+            id="a fault that is not JSON",
+        ),
+        pytest.param(
+            ["--ready-file", "/nonexistent/ready.json"],
+            "local-ca: --ready-file /nonexistent/ready.json: its directory does not exist",
+            id="a ready file in a missing directory",
+        ),
+        pytest.param(
+            ["--request-timeout", "0"],
+            "local-ca: request_timeout 0.0 is out of range",
+            id="a zero request timeout",
+        ),
+        pytest.param(["--port", "abc"], "usage: local-ca serve", id="a port that is no number"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(tmp_path, args, start):
+    proc = _serve(tmp_path, *args)
+    _, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 2
+    assert "Traceback" not in err.decode()
+    assert any(line.startswith(start) for line in err.decode().splitlines())
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        proc = _serve(tmp_path, "--port", str(port))
+        _, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 2
+    assert err.decode().strip() == (
+        f"local-ca: port {port} on 127.0.0.1 is in use: stop what holds it, or use --port 0 "
+        "for any free port"
+    )
+
+
+def test_a_state_dir_that_is_a_file_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "state").write_text("not a directory")
+
+    proc = _serve(tmp_path)
+    _, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 2
+    assert err.decode().strip() == (
+        f"local-ca: state_dir {tmp_path / 'state'} is not a directory: give a directory for "
+        "--state-dir"
+    )
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+    from localca import __main__ as cli
+
+    def broken(self):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli.LocalCAServer, "start", broken)
+
+    code = cli.main(["serve", "--state-dir", str(tmp_path / "state")])
+
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "local-ca: internal error (RuntimeError: boom)"
+    )
