@@ -85,6 +85,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         metrics=metrics,
         pending=pending,
         paused=kopfcompat.PAUSE.paused,
+        resumed=kopfcompat.PAUSE.next_resume,
     )
     controller = Controller(ctx)
     memo.ctx, memo.controller = ctx, controller

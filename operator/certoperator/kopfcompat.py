@@ -24,6 +24,7 @@ What kopf does by itself, and what is done about it here (docs/operator.md, "kop
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 import logging
@@ -71,6 +72,13 @@ class PauseState:
 
     def capture(self, toggles: Any) -> None:
         self._toggles = toggles
+
+    async def next_resume(self) -> None:
+        """Until the operator is paused and then resumed (never, without peering)."""
+        while self._toggles is None:
+            await asyncio.sleep(1)
+        await self._toggles.wait_for(True)
+        await self._toggles.wait_for(False)
 
 
 PAUSE = PauseState()

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -76,6 +76,11 @@ class Context:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     rand: Callable[[], float] = random.random
     paused: Callable[[], bool] = lambda: False  # kopf's peering pause (kopfcompat)
+    resumed: Callable[[], Awaitable[None]] = field(default=lambda: _never())  # after a pause
+
+
+async def _never() -> None:
+    await asyncio.Event().wait()
 
 
 @dataclass
@@ -137,6 +142,7 @@ class Controller:
         )
         self.outage: Outage[Key] = Outage(ctx.kube.ready, self.passes.schedule)
         self.stopping = False
+        self._resumer: asyncio.Task[None] | None = None
 
     # --- what the watches say ---------------------------------------------------------------
 
@@ -146,11 +152,22 @@ class Controller:
         self.passes.start()
         self.issuing.start()
         self.outage.start()
+        self._resumer = asyncio.create_task(self._after_pauses(), name="resume after a pause")
+
+    async def _after_pauses(self) -> None:
+        """Passes that came due while kopf had the operator paused were skipped: after each
+        pause, every object is looked at again."""
+        while True:
+            await self.ctx.resumed()
+            for key in list(self.objects):
+                self.passes.schedule(key)
 
     @property
     def tasks(self) -> list[asyncio.Task[None]]:
         tasks = [*self.passes.tasks, *self.issuing.tasks]
-        optional = [self.outage.task, *(informer.task for informer in self._informers)]
+        optional = [
+            self.outage.task, self._resumer, *(informer.task for informer in self._informers)
+        ]
         return tasks + [task for task in optional if task is not None]
 
     @property
@@ -254,7 +271,7 @@ class Controller:
         event, a finished issuance or the end of an outage)."""
         obj = self.objects.get(key)
         if obj is None or self.stopping or self.ctx.paused():
-            return None  # paused: kopf lists everything again when it resumes
+            return None  # paused: every object is looked at again when it resumes
         await self.synced()
         try:
             delay = await self._pass(key, obj)
