@@ -1,7 +1,7 @@
-"""What the benchmarks share: the one import of the control plane (scripts/kube) and of the test
-helpers (tests/support), per-process figures from /proc, the API server's request counters, and
-one measurement of "N certificates applied at once until all are Ready" that every tool goes
-through, so the operator and its peers are timed and counted by the same code.
+"""What the benchmarks share: the one import of the test helpers (tests/support), per-process
+figures from /proc, the API server's request counters, and one measurement of "N certificates
+applied at once until all are Ready" that every tool goes through, so the operator and its
+peers are timed and counted by the same code.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # The one place that knows where these helpers live (scripts/kube is becoming a package).
-sys.path[:0] = [str(ROOT / "scripts" / "kube"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tests")]
 
-import kubehandle  # noqa: E402
-import localkube  # noqa: E402
 from support.localca_fixtures import LocalCA  # noqa: E402
 from support.operator_process import (  # noqa: E402
     OperatorProcess,
@@ -51,9 +49,7 @@ __all__ = [
     "free_port",
     "http_ok",
     "install_crds",
-    "kubehandle",
     "lambdaca_manifest",
-    "localkube",
     "measure",
     "measure_operator",
     "start_local_ca_issuer",

@@ -1,6 +1,6 @@
 """Benchmark the local Kubernetes control plane: warm start time, stop time, cache disk use.
 
-    /tmp/v/bin/python bench/controlplane.py [--starts 3]
+    python bench/controlplane.py [--starts 3]
 
 Builds the binaries first if they are not cached; build.sh records the time of its last build
 in the cache, reported here as last_build_s. Ends with one JSON line of figures.
@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from benchlib import localkube
+from kubelocal.binaries import binaries_cached, cache_dir, ensure_binaries, read_versions
+from kubelocal.controlplane import ControlPlane
 
 
 def disk_mb(path):
@@ -31,14 +32,14 @@ def main():
         parser.error("--starts must be between 1 and 10")
 
     began = time.monotonic()
-    was_cached = localkube.binaries_cached()
-    binaries = localkube.ensure_binaries()
+    was_cached = binaries_cached()
+    binaries = ensure_binaries()
     ensure_seconds = time.monotonic() - began
 
     ready, controllers, stops = [], [], []
     for i in range(args.starts):
         began = time.monotonic()
-        plane = localkube.ControlPlane.start(binaries)
+        plane = ControlPlane.start(binaries)
         controllers.append(time.monotonic() - began)
         ready.append(plane.seconds_to_ready)
         began = time.monotonic()
@@ -50,13 +51,13 @@ def main():
             file=sys.stderr,
         )
 
-    cache = localkube.cache_dir()
+    cache = cache_dir()
     record = binaries.kube_bin.parent / "build-seconds"  # written by build.sh
     last_build = float(record.read_text()) if record.exists() else None
     figures = {
         "bench": "controlplane",
-        "kubernetes": localkube.read_versions()["KUBE_VERSION"],
-        "etcd": localkube.read_versions()["ETCD_VERSION"],
+        "kubernetes": read_versions()["KUBE_VERSION"],
+        "etcd": read_versions()["ETCD_VERSION"],
         "binaries_were_cached": was_cached,
         "ensure_binaries_s": round(ensure_seconds, 2),
         "last_build_s": last_build,

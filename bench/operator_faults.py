@@ -19,14 +19,11 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "scripts" / "kube"), str(ROOT / "tests")]
+from benchlib import LocalCA, apply, install_crds, lambdaca_manifest
+from support import fault_scenarios, plane_faults
 
-import kubehandle  # noqa: E402
-import localkube  # noqa: E402
-from support import fault_scenarios, plane_faults  # noqa: E402
-from support.localca_fixtures import LocalCA  # noqa: E402
-from support.operator_process import apply, install_crds, lambdaca_manifest  # noqa: E402
+from kubelocal.binaries import ensure_binaries
+from kubelocal.handle import local_cluster
 
 FAULTS = {
     "api-server": lambda lab: fault_scenarios.control_plane_outage(lab, "kube-apiserver", 20),
@@ -52,9 +49,9 @@ def main():
         parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
 
     scratch = Path(tempfile.mkdtemp(prefix="lcc-bench-faults-"))
-    binaries = localkube.ensure_binaries()
+    binaries = ensure_binaries()
     figures, lines = {"bench": "operator_faults", "source": args.source or "."}, []
-    with kubehandle.local_cluster(binaries) as (kube, plane):
+    with local_cluster(binaries) as (kube, plane):
         ca = LocalCA(scratch / "ca").start()
         try:
             install_crds(kube)
@@ -74,10 +71,7 @@ def main():
                 finally:
                     lab.stop()
                     ca.clear_faults()
-                    for component in ("etcd", "kube-apiserver"):
-                        proc = next(p for p in plane._procs if p.name == component)
-                        if proc.popen.poll() is not None:
-                            plane_faults.restart(plane, component, kube)
+                    plane_faults.heal(plane, kube)
                 figures[name] = {
                     "certificates": result.certificates,
                     "ready": result.ready,

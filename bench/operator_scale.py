@@ -45,12 +45,13 @@ from benchlib import (
     apiserver_requests,
     apply,
     certificate_manifest,
-    kubehandle,
-    localkube,
     measure_operator,
     samples,
     start_local_ca_issuer,
 )
+
+from kubelocal.binaries import ensure_binaries
+from kubelocal.handle import local_cluster
 
 TARGET_RATE, TARGET_RSS_MB = 20.0, 150.0
 PHASES = ("burst", "backlog", "idle", "restart", "wave")
@@ -316,8 +317,10 @@ def main():
     first = {"burst", "backlog"} & set(phases)
     if not 1 <= args.count <= 10000:
         parser.error("--count must be between 1 and 10000")
-    if not set(phases) <= set(PHASES) or len(first) > 1 or (
-        {"idle", "restart"} & set(phases) and not first
+    if (
+        not set(phases) <= set(PHASES)
+        or len(first) > 1
+        or ({"idle", "restart"} & set(phases) and not first)
     ):
         parser.error(f"--phases: some of {','.join(PHASES)}; idle and restart follow a burst or "
                      "a backlog (one of them)")  # fmt: skip
@@ -332,8 +335,8 @@ def main():
         "concurrency": args.concurrency,
         "source": args.source or ".",
     }
-    binaries = localkube.ensure_binaries()
-    with kubehandle.local_cluster(binaries) as (kube, plane):
+    binaries = ensure_binaries()
+    with local_cluster(binaries) as (kube, plane):
         ca = start_local_ca_issuer(kube, scratch / "ca")
         try:
             operator = start_operator(kube, ca, scratch, "operator", args)

@@ -34,13 +34,14 @@ import cert_manager_peer as peer
 from benchlib import (
     Measurement,
     delete_namespace,
-    kubehandle,
-    localkube,
     measure,
     measure_operator,
     start_local_ca_issuer,
     start_operator,
 )
+
+from kubelocal.binaries import ensure_binaries, read_versions
+from kubelocal.handle import local_cluster
 
 CM_NAMESPACE = "cert-manager"  # --cluster-resource-namespace: where the CA's Secret lives
 CA_ISSUER = "bench-ca"
@@ -248,11 +249,11 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     build = peer.ensure_built()  # before the control plane: a cold build overlaps nothing
-    binaries = localkube.ensure_binaries()
+    binaries = ensure_binaries()
     scratch = Path(tempfile.mkdtemp(prefix="lcc-bench-vs-cm-"))
     print(f"logs and local CA state in {scratch}", file=sys.stderr)
     runs: dict[str, Any] = {}
-    with kubehandle.local_cluster(binaries) as (kube, plane):
+    with local_cluster(binaries) as (kube, plane):
         peer.install_crds(kube, build)
         ca = start_local_ca_issuer(kube, scratch / "ca")
         # The garbage collector re-reads discovery every 30 s; until it watches the new CRDs
@@ -277,7 +278,7 @@ def main() -> int:
     summary = {
         "bench": "vs_cert_manager",
         "cert_manager": "v1.19.3 (module build, CA ClusterIssuer, in-process signing)",
-        "kubernetes": localkube.read_versions()["KUBE_VERSION"],
+        "kubernetes": read_versions()["KUBE_VERSION"],
         "key": "ECDSA P-256, 30 days, client auth",
         "client_limits": {
             "cert_manager_kube_api_qps": args.kube_api_qps,

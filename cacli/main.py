@@ -6,6 +6,7 @@ Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -65,13 +66,17 @@ def main(argv: list[str] | None = None) -> int:
             if result.greeting:
                 print(f"server said: {result.greeting}")
             return exitcodes.OK if result.ok else exitcodes.FAILED
+        # As a container's PID 1 (the example app's Pod) SIGTERM has no default action: without
+        # a handler every Pod deletion waits out the grace period.
+        stopping: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
         server = MutualTLSServer(args.address, args.certs)
         host, port = server.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else host
         print(f"listening on {host}:{port}", flush=True)
         server.serve_in_thread()
         deadline = time.monotonic() + args.seconds if args.seconds else None
-        while deadline is None or time.monotonic() < deadline:
+        while not stopping and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.2)
         server.shutdown()
         return exitcodes.OK

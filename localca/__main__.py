@@ -114,6 +114,12 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_REQUEST_TIMEOUT,
         help="seconds from a request's first byte to its last",
     )
+    serve.add_argument(
+        "--sts-endpoint",
+        default=None,
+        help="moto's server acting as STS: accept the temporary credentials it issued "
+        "(assumed roles), as Lambda accepts STS's",
+    )
     serve.add_argument("--ready-file", type=Path, default=None)
     serve.add_argument(
         "--allow-remote",
@@ -146,6 +152,7 @@ def config_from(args: argparse.Namespace) -> Config:
         max_connections=args.max_connections,
         idle_timeout=args.idle_timeout,
         request_timeout=args.request_timeout,
+        sts_endpoint=args.sts_endpoint,
     )
 
 

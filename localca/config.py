@@ -52,6 +52,8 @@ class Config:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     # Seconds from a request's first byte to its last (slow senders are cut off).
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    # moto's server playing STS: temporary credentials it issued are accepted (localca.sts).
+    sts_endpoint: str | None = None
 
     def validate(self) -> None:
         if not self.function_name or "/" in self.function_name or ":" in self.function_name:

@@ -37,9 +37,7 @@ def _check(value: str, member: str, pattern: str, longest: int) -> HttpError | N
             value, member, f"Member must have length between 1 and {longest}, inclusive"
         )
     if not re.fullmatch(pattern, value):
-        return _invalid(
-            value, member, f"Member must satisfy regular expression pattern: {pattern}"
-        )
+        return _invalid(value, member, f"Member must satisfy regular expression pattern: {pattern}")
     return None
 
 

@@ -119,7 +119,7 @@ def select(common_name: Any, sans: Any, log: Log) -> list[San]:
 
 
 def parse_dn(text: str) -> x509.Name:
-    """"CN=app,O=Example" as a Name in the order written; no escaping (a comma always splits)."""
+    """ "CN=app,O=Example" as a Name in the order written; no escaping (a comma always splits)."""
     attributes = []
     for part in text.split(","):
         part = part.strip()

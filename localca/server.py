@@ -35,6 +35,7 @@ from localca.logs import JsonLog
 from localca.replies import HttpError, Reply, aws_error, crash_payload
 from localca.state import DirectoryLock, prepare
 from localca.store import DynamoRecorder, IssuedStore
+from localca.sts import StsLookup
 
 INVOKE_PREFIX = "/2015-03-31/functions/"
 INVOKE_SUFFIX = "/invocations"
@@ -127,6 +128,7 @@ class LocalCA:
         self.dynamo: DynamoRecorder | None = None
         self._lock: DirectoryLock | None = None
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self.sts = StsLookup(config.sts_endpoint) if config.sts_endpoint else None
         self.policy = Policy(
             max_lifetime_days=config.max_lifetime_days,
             extension_allowlist=config.extension_allowlist,
@@ -158,6 +160,19 @@ class LocalCA:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    def credentials_for(self, req: sigv4.SignedRequest) -> dict[str, str]:
+        """The configured credentials, plus the request's temporary ones when the STS issued
+        them and the request carries their session token (AWS refuses them otherwise)."""
+        key = sigv4.access_key_id(req)
+        known = self.config.credentials
+        if self.sts is None or key is None or key in known or key in self.config.denied_credentials:
+            return known
+        found = self.sts.find(key)
+        if found is None or req.header("x-amz-security-token") != found.session_token:
+            return known
+        self.log("sts_credentials", access_key_id=key, role_arn=found.role_arn)
+        return {**known, key: found.secret_access_key}
 
     def read_csr_file(self, name: str) -> bytes | None:
         """`csrs/<name>` of the internal bucket: a file under --csr-dir, never outside it."""
@@ -479,7 +494,7 @@ class _Handler(BaseHTTPRequestHandler):
         head = sigv4.SignedRequest(self.command, path, query, headers, b"")
         checked = sigv4.check_headers(
             head,
-            app.config.credentials,
+            app.credentials_for(head),
             app.config.denied_credentials,
             app.config.region,
             "lambda",
@@ -497,8 +512,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw_name = path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)]
         if not verdict.authorised:
             app.stats.bump("denied")
-            arn = f"arn:aws:lambda:{app.config.region}:{app.config.account_id}:function:" + (
-                unquote(raw_name).split(":")[-1]
+            arn = (
+                f"arn:aws:lambda:{app.config.region}:{app.config.account_id}:function:"
+                + (unquote(raw_name).split(":")[-1])
             )
             return aws_error(
                 403,
@@ -547,9 +563,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _admin(self, route: str) -> Reply:
         app = self.app
-        if not is_loopback(self.client_address[0]):
+        # The host itself: loopback, or the address the CA is bound to (a --allow-remote CA on
+        # a node's bridge is reached from its own host at that address; Pods have others).
+        client = self.client_address[0]
+        bound = self.server.server_address
+        own = bound[0] if isinstance(bound, tuple) else None
+        if not (is_loopback(client) or client == own):
             self._drop_body(ADMIN_BODY_LIMIT)
-            return Reply(403, {"error": "admin endpoints answer loopback clients only"})
+            return Reply(403, {"error": "admin endpoints answer clients on this host only"})
         if route == "faults" and self.command == "POST":
             try:
                 raw = json.loads(self._read_body(ADMIN_BODY_LIMIT) or b"null")

@@ -116,6 +116,12 @@ def signature(secret: str, amz_date: str, scope: str, canonical: str) -> str:
     ).hexdigest()
 
 
+def access_key_id(req: SignedRequest) -> str | None:
+    """The access key id the Authorization header names, if it is well formed."""
+    match = _AUTH.match((req.header("authorization") or "").strip())
+    return match["cred"].split("/")[0] if match else None
+
+
 @dataclass(frozen=True)
 class Credential:
     """What the headers alone establish: a known key, the right scope, a fresh date."""
@@ -219,4 +225,3 @@ def check_signature(req: SignedRequest, credential: Credential) -> Identity | Au
     if not hmac.compare_digest(expected, credential.signature):
         return AuthFailure(403, "InvalidSignatureException", MSG_BAD_SIGNATURE)
     return Identity(credential.access_key_id, credential.authorised)
-

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs the project, a Docker engine, a local
-# base image, the Kubernetes control-plane binaries, kubectl and helm (cached under
-# ~/.cache/lambda-client-certs), checks style, import contracts and types, then runs every test.
-# Extra arguments go to pytest.
+# base image, the Kubernetes control-plane and node binaries, kubectl and helm (cached under
+# ~/.cache/lambda-client-certs), what a kubelet node needs (containerd, runc, CNI plugins),
+# checks style, import contracts and types, then runs every test. Extra arguments go to pytest
+# (-m 'not node' leaves out the tests that run Pods).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -19,6 +20,13 @@ scripts/kube/tools.sh
 step "docker engine and local base image"
 scripts/docker/engine.sh
 scripts/docker/base-image.sh
+
+step "node packages (containerd, runc, CNI plugins)"
+if [ "$(id -u)" = 0 ]; then
+  scripts/kube/node-packages.sh
+else
+  echo "not root: the node's packages are not installed; the Pod tests (marker node) need root"
+fi
 
 step "lint: style, import contracts, types"
 ruff check .

@@ -65,7 +65,9 @@ class AtomicDirectoryWriter:
     when it is not valid, so, like kubelet, the default is off.
 
     A replaced version is kept for ``grace_seconds`` after its successor was written: a reader
-    that resolved ``..data`` just before the swap can still finish reading a complete set.
+    that resolved ``..data`` just before the swap can still finish reading a complete set. At
+    most ``max_kept`` replaced versions are kept, the newest: renewals in quick succession must
+    not fill the volume, and a reader slower than ``max_kept`` swaps re-reads anyway.
     """
 
     def __init__(
@@ -74,12 +76,14 @@ class AtomicDirectoryWriter:
         owner: Ownership = DEFAULT_OWNERSHIP,
         durable: bool = False,
         grace_seconds: float = 0.0,
+        max_kept: int = 8,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = directory
         self.owner = owner
         self.durable = durable
         self.grace_seconds = grace_seconds
+        self.max_kept = max_kept
         self.clock = clock
 
     def write(self, files: Mapping[str, bytes], private: set[str]) -> Path:
@@ -145,9 +149,10 @@ class AtomicDirectoryWriter:
                     entry.unlink()
 
     def remove_replaced_versions(self) -> int:
-        """Remove versions replaced more than ``grace_seconds`` ago, and half-written ones left by
-        a crash; returns how many replaced versions are still kept. Call it again later (e.g. on
-        a timer) to clean up what the grace period kept."""
+        """Remove versions replaced more than ``grace_seconds`` ago or beyond the newest
+        ``max_kept``, and half-written ones left by a crash; returns how many replaced versions
+        are still kept. Call it again later (e.g. on a timer) to clean up what the grace period
+        kept."""
         try:
             current = os.readlink(self.directory / DATA_LINK)
             # Version names start with their creation time, so sorting orders them in time.
@@ -159,7 +164,7 @@ class AtomicDirectoryWriter:
         except OSError:
             return 0
         now, kept = self.clock(), 0
-        for index, entry in enumerate(versions):
+        for index, entry in reversed(list(enumerate(versions))):
             if entry.name == current:
                 continue
             successor = versions[index + 1] if index + 1 < len(versions) else entry
@@ -167,7 +172,7 @@ class AtomicDirectoryWriter:
                 replaced_at = successor.stat().st_mtime
             except OSError:
                 continue
-            if now - replaced_at >= self.grace_seconds:
+            if now - replaced_at >= self.grace_seconds or kept >= self.max_kept:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 kept += 1

@@ -17,6 +17,7 @@ concurrent CA calls, metrics).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -33,7 +34,7 @@ from certoperator import kopfcompat, peering
 from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, VERSION
 from certoperator.capool import CAPool
 from certoperator.health import Watchdog
-from certoperator.kube import Connection, KubeApi, KubeApiError, api_resource
+from certoperator.kube import Connection, KubeApi, KubeApiError, api_resource, in_cluster_server
 from certoperator.metrics import Metrics
 from certoperator.pending import PendingSecrets
 from certoperator.reconcile import Context, Controller
@@ -187,15 +188,18 @@ async def login(
     """kopf's usual credentials (in-cluster ServiceAccount, else kubeconfig; through the
     kubernetes client's loader when it is installed, which also knows exec plugins), in a
     session with a bounded connection pool that the operator's own calls share, and that
-    counts every request (``clientcert_api_requests_total``)."""
+    counts every request (``clientcert_api_requests_total``). In a Pod the server is the
+    `kubernetes` Service's address, as client-go finds it (no DNS needed)."""
     import aiohttp
 
     if _kubernetes_client_available():
         info = kopf.login_via_client(logger=logger, settings=settings)
     else:
-        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
-            settings=settings
-        )
+        in_cluster = kopf.login_with_service_account(settings=settings)
+        server = in_cluster_server(os.environ)
+        if in_cluster is not None and server is not None:
+            in_cluster = dataclasses.replace(in_cluster, server=server)
+        info = in_cluster or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         return None
     session = aiohttp.ClientSession(

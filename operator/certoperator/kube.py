@@ -43,6 +43,16 @@ class KubeApiError(Exception):
         return self.status == 0 or self.status == 429 or self.status >= 500
 
 
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    """The API server as client-go's rest.InClusterConfig finds it: the `kubernetes` Service's
+    address from the variables the kubelet sets in every container. kopf's own ServiceAccount
+    login names https://kubernetes.default.svc, which needs cluster DNS to be up."""
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
 class Connection:
     """Where the API server is and the session to reach it; the login handler refreshes it when
     kopf logs in again (a rotated ServiceAccount token)."""

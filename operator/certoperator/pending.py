@@ -126,4 +126,3 @@ class PendingSecrets:
         assert self._stash is not None
         digest = hashlib.sha256(f"{key[0]}/{key[1]}".encode()).hexdigest()[:32]
         return self._stash / f"{digest}.json"
-

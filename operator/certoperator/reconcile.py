@@ -166,7 +166,9 @@ class Controller:
     def tasks(self) -> list[asyncio.Task[None]]:
         tasks = [*self.passes.tasks, *self.issuing.tasks]
         optional = [
-            self.outage.task, self._resumer, *(informer.task for informer in self._informers)
+            self.outage.task,
+            self._resumer,
+            *(informer.task for informer in self._informers),
         ]
         return tasks + [task for task in optional if task is not None]
 
@@ -532,9 +534,7 @@ class Controller:
             written = await self.ctx.kube.put_secret(key[0], entry.secret)
         except KubeApiError as error:
             self.ctx.pending.keep(entry, durable=True)
-            self._log(
-                key, logging.WARNING, KEPT, serial=str(entry.serial), error=str(error)
-            )
+            self._log(key, logging.WARNING, KEPT, serial=str(entry.serial), error=str(error))
             if error.transient:
                 self.outage.park(key, error)
                 return None
@@ -564,7 +564,11 @@ class Controller:
         )
         outcome = renewal.success_reason(entry.trigger)
         self._log(
-            key, logging.INFO, "issued", reason=outcome, serial=str(entry.serial),
+            key,
+            logging.INFO,
+            "issued",
+            reason=outcome,
+            serial=str(entry.serial),
             trigger=entry.trigger,
         )
         desired = status.ready(obj.status, facts, obj.generation, now, reason=outcome)
@@ -585,7 +589,8 @@ class Controller:
         if facts.renewal_time <= now:
             # renewBefore as long as the lifetime: renewing at once would loop on the CA.
             self._log(
-                key, logging.WARNING,
+                key,
+                logging.WARNING,
                 "certificate due for renewal as soon as issued; check renewBefore",
                 renewal_time=format_time(facts.renewal_time),
             )
@@ -611,8 +616,13 @@ class Controller:
         self.failures[key] = failure
         again = retry_at(failure, settings.retry, retry_rand(failure))
         self._log(
-            key, logging.WARNING, "issuance failed", reason=failure.reason,
-            error_reason=error.reason, error=error.message, attempts=failure.attempts,
+            key,
+            logging.WARNING,
+            "issuance failed",
+            reason=failure.reason,
+            error_reason=error.reason,
+            error=error.message,
+            attempts=failure.attempts,
             retry_at=format_time(again),
         )
         desired = status.failed(

@@ -54,8 +54,7 @@ class DueQueue(Generic[K]):
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._work(), name=f"pass worker {n}")
-            for n in range(self._workers)
+            asyncio.create_task(self._work(), name=f"pass worker {n}") for n in range(self._workers)
         ]
 
     @property

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import localkube  # scripts/kube, put on sys.path by support.kube_fixtures
 import yaml
+
+from kubelocal.binaries import ensure_tools
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
@@ -34,7 +35,7 @@ class Helm:
         charts = scratch / "charts"
         for name in (OPERATOR, SIDECAR, EXAMPLE_APP):
             shutil.copytree(CHARTS / name, charts / name, ignore=shutil.ignore_patterns("charts"))
-        helm = cls(localkube.ensure_tools() / "helm", charts, env)
+        helm = cls(ensure_tools() / "helm", charts, env)
         helm.run("dependency", "build", str(charts / EXAMPLE_APP))
         return helm
 

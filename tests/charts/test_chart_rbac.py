@@ -231,7 +231,9 @@ def scenario(kube, release: Release) -> None:
         "apiVersion": "clientcerts.dev/v1alpha1",
         "kind": "ClientCertificate",
         "metadata": {
-            "name": "legacy", "namespace": ns, "finalizers": ["clientcerts.dev/finalizer"]
+            "name": "legacy",
+            "namespace": ns,
+            "finalizers": ["clientcerts.dev/finalizer"],
         },
         "spec": {"commonName": "legacy.example.com", "secretName": "legacy-tls"},
     }

@@ -139,3 +139,16 @@ def test_a_replaced_version_stays_readable_for_the_grace_period_then_goes(tmp_pa
     assert writer.remove_replaced_versions() == 0
     assert not old_version.exists()
     assert read_credential_set(tmp_path) == second
+
+
+def test_only_the_newest_replaced_versions_are_kept_however_fast_the_renewals(tmp_path):
+    now = [1_000_000_000.0]
+    writer = AtomicDirectoryWriter(tmp_path, grace_seconds=60, max_kept=3, clock=lambda: now[0])
+    written = []
+    for _ in range(10):
+        files, names = issued_files()
+        written.append(writer.write(files, names.private()))
+        now[0] += 0.001
+    kept = sorted(p for p in tmp_path.iterdir() if p.name.startswith("..2"))
+    assert kept == sorted(written[-4:])
+    assert read_credential_set(tmp_path) == files

@@ -71,13 +71,16 @@ def docker_run_args(
     extra_env: dict[str, str],
     name: str,
     health_interval_seconds: int | None = None,
+    extra_mounts: tuple[str, ...] = (),
 ) -> list[str]:
     """`docker run` arguments for one container definition.
 
     awsvpc gives the task's containers one network namespace with a shared loopback: here
     `--network host`, which also reaches the local CA on the host's loopback. ``extra_env``
-    stands in for the task role's credentials. ``health_interval_seconds`` shortens the health
-    check's interval so a test does not wait ECS's 10 s (command, timeout and retries are kept).
+    holds what ECS adds for the task role (static keys, or a credentials endpoint's address).
+    ``extra_mounts`` (HOST:CONTAINER[:ro]) are files the agent provides, such as the endpoint's
+    authorization token. ``health_interval_seconds`` shortens the health check's interval so a
+    test does not wait ECS's 10 s (command, timeout and retries are kept).
     """
     args = ["run", "--detach", "--name", name, "--network", "host"]
     if definition.get("user"):
@@ -98,6 +101,8 @@ def docker_run_args(
     for mount in definition.get("mountPoints", []):
         mode = ":ro" if mount.get("readOnly") else ""
         args += ["--volume", f"{volumes[mount['sourceVolume']]}:{mount['containerPath']}{mode}"]
+    for mount in extra_mounts:
+        args += ["--volume", mount]
     check = definition.get("healthCheck")
     if check:
         kind, *command = check["command"]

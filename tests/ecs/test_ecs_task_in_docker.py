@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+from credentials_endpoint import CredentialsEndpoint
 from ecs_task import TASK_DEFINITIONS, docker_run_args, fill, start_order
 from support.docker_fixtures import DockerEngine
 
@@ -22,10 +23,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 COMMON_NAME = "payments-api.example.com"
 
 
-@pytest.fixture
-def mtls_server(ca, tmp_path):
-    """`ca-cert serve`'s server on loopback, with a server certificate from the same CA: it
-    trusts the CA's chain and greets each client by its certificate's common name."""
+def serve_mutual_tls(ca, tmp_path):
+    """`ca-cert serve`'s server on loopback, with a server certificate from `ca`: it trusts the
+    CA's chain and greets each client by its certificate's common name."""
     certs = tmp_path / "server"
     done = subprocess.run(
         [
@@ -39,6 +39,12 @@ def mtls_server(ca, tmp_path):
     assert done.returncode == 0, done.stderr
     server = MutualTLSServer(("127.0.0.1", 0), certs)
     server.serve_in_thread()
+    return server
+
+
+@pytest.fixture
+def mtls_server(ca, tmp_path):
+    server = serve_mutual_tls(ca, tmp_path)
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 
@@ -86,7 +92,14 @@ class Task:
             time.sleep(0.2)
         raise AssertionError(f"{container} not {condition} in {timeout}s:\n{self.logs(container)}")
 
-    def run(self, task: dict, role_env: dict[str, str]) -> None:
+    def run(
+        self,
+        task: dict,
+        role_env: dict[str, str],
+        extra_mounts: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        """Start the containers in dependsOn order; extra_mounts: container name -> mounts."""
+        extra_mounts = extra_mounts or {}
         self.docker.run("volume", "create", self.volume)
         for definition in start_order(task):
             for dependency in definition.get("dependsOn", []):
@@ -97,6 +110,7 @@ class Task:
                 role_env,
                 self.name(definition["name"]),
                 health_interval_seconds=1,
+                extra_mounts=extra_mounts.get(definition["name"], ()),
             )
             self.docker.run(*args)
             self.started.append(definition["name"])
@@ -166,3 +180,112 @@ def test_app_of_the_one_shot_task_never_starts_when_the_ca_refuses(
         task_run.run(task, role_env(ca))
     assert task_run.started == ["cert-sidecar"]
     assert "already been used" in task_run.logs("cert-sidecar")
+
+
+@pytest.fixture
+def task_role_ca(local_ca_factory, dynamodb_server):
+    """A local CA that, like Lambda, accepts the task role's temporary credentials from STS."""
+    return local_ca_factory("--sts-endpoint", dynamodb_server)
+
+
+@pytest.fixture
+def task_role_mtls_server(task_role_ca, tmp_path):
+    server = serve_mutual_tls(task_role_ca, tmp_path)
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def credentials_endpoint(dynamodb_server):
+    task = fill(TASK_DEFINITIONS["one-shot sidecar, app waits for SUCCESS"])
+    endpoint = CredentialsEndpoint(dynamodb_server, task["taskRoleArn"]).start()
+    yield endpoint
+    endpoint.stop()
+
+
+def endpoint_env(ca, endpoint: CredentialsEndpoint) -> dict[str, str]:
+    """What ECS gives a container for its task role: an endpoint and a token file, no keys."""
+    return {
+        "AWS_REGION": ca.region,
+        "AWS_DEFAULT_REGION": ca.region,
+        "AWS_ENDPOINT_URL_LAMBDA": ca.endpoint_url,
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": endpoint.url,
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": TOKEN_IN_CONTAINER,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+TOKEN_IN_CONTAINER = "/var/run/secrets/ecs/token"
+
+
+def token_mount(tmp_path, token: str) -> tuple[str, ...]:
+    path = tmp_path / "ecs-token"
+    path.write_text(token)
+    path.chmod(0o644)  # the container's user (65532) reads it, as the agent's file is readable
+    return (f"{path}:{TOKEN_IN_CONTAINER}:ro",)
+
+
+def test_the_sidecar_takes_the_task_role_from_the_container_credentials_endpoint(
+    sidecar_image, task_role_ca, credentials_endpoint, task_role_mtls_server, task_run, tmp_path
+):
+    mtls_server = task_role_mtls_server
+    ca = task_role_ca
+    task = fill(
+        TASK_DEFINITIONS["one-shot sidecar, app waits for SUCCESS"],
+        SIDECAR_IMAGE=sidecar_image,
+        APP_IMAGE=sidecar_image,
+        COMMON_NAME=COMMON_NAME,
+        MTLS_SERVER=mtls_server,
+    )
+    env = endpoint_env(ca, credentials_endpoint)
+    mounts = {"cert-sidecar": token_mount(tmp_path, credentials_endpoint.token)}
+    issued_before = ca.stats()["issued"]  # the server's own certificate is one
+    task_run.run(task, env, mounts)
+    task_run.wait_for("app", "COMPLETE")
+
+    assert "mutual TLS handshake" in task_run.logs("app")
+    assert task_run.state("app")["ExitCode"] == 0, task_run.logs("app")
+    assert ca.stats()["issued"] == issued_before + 1
+    # The credentials came from the endpoint, for the task role, and signed the invoke.
+    assert credentials_endpoint.served and credentials_endpoint.refused == 0
+    config = task_run.docker.run(
+        "inspect", "--format", "{{json .Config.Env}}", task_run.name("cert-sidecar")
+    )
+    names = {pair.split("=", 1)[0] for pair in json.loads(config.stdout)}
+    assert not names & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+    accepted = [
+        json.loads(line)
+        for line in ca.log_path.read_text().splitlines()
+        if '"sts_credentials"' in line
+    ]
+    assert {(a["access_key_id"], a["role_arn"]) for a in accepted} <= {
+        (key, task["taskRoleArn"]) for key in credentials_endpoint.served
+    }
+    assert accepted
+
+
+def test_a_wrong_authorization_token_gets_no_credentials_and_no_certificate(
+    sidecar_image, task_role_ca, credentials_endpoint, task_role_mtls_server, task_run, tmp_path
+):
+    mtls_server = task_role_mtls_server
+    ca = task_role_ca
+    task = fill(
+        TASK_DEFINITIONS["one-shot sidecar, app waits for SUCCESS"],
+        SIDECAR_IMAGE=sidecar_image,
+        APP_IMAGE=sidecar_image,
+        COMMON_NAME=COMMON_NAME,
+        MTLS_SERVER=mtls_server,
+    )
+    env = endpoint_env(ca, credentials_endpoint)
+    # A short retry window: the one-shot sidecar gives up instead of retrying for minutes.
+    task["containerDefinitions"][0]["environment"].append(
+        {"name": "CERT_SIDECAR_ONCE_TIMEOUT", "value": "5s"}
+    )
+    mounts = {"cert-sidecar": token_mount(tmp_path, "not-the-task-token")}
+    issued_before = ca.stats()["issued"]
+    with pytest.raises(AssertionError, match="would never start its dependants"):
+        task_run.run(task, env, mounts)
+
+    assert task_run.started == ["cert-sidecar"]
+    assert credentials_endpoint.refused >= 1 and not credentials_endpoint.served
+    assert ca.stats()["issued"] == issued_before

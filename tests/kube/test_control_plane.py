@@ -8,8 +8,8 @@ import json
 import os
 import re
 
-import kubehandle
-import localkube
+from kubelocal.binaries import read_versions
+from kubelocal.handle import use_existing_cluster
 
 CRD = """
 apiVersion: apiextensions.k8s.io/v1
@@ -68,8 +68,8 @@ def deployment(name, selector_app, template_app):
 def test_api_server_reports_a_real_release_version(kube):
     version = json.loads(kube.kubectl("version", "-o", "json").stdout)["serverVersion"]
     assert re.fullmatch(r"v1\.\d+\.\d+.*", version["gitVersion"])
-    if not kubehandle.use_existing_cluster():
-        assert version["gitVersion"] == localkube.read_versions()["KUBE_VERSION"]
+    if not use_existing_cluster():
+        assert version["gitVersion"] == read_versions()["KUBE_VERSION"]
         assert version["major"] == "1"
 
 

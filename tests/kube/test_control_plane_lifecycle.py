@@ -13,10 +13,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import localkube
 import pytest
 
-SCRIPTS_KUBE = Path(localkube.__file__).resolve().parent
+from kubelocal.binaries import Binaries
+from kubelocal.controlplane import WORKDIR_PREFIX, ControlPlane, sweep_stale_workdirs
+from kubelocal.procs import KubeError, pid_alive, port_is_listening, wait_for
 
 
 def processes_mentioning(text):
@@ -29,25 +30,25 @@ def processes_mentioning(text):
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if text.encode() in cmdline and localkube.pid_alive(int(proc.name)):
+        if text.encode() in cmdline and pid_alive(int(proc.name)):
             found.append(int(proc.name))
     return found
 
 
 def assert_nothing_left(pids, ports, workdir):
     for name, pid in pids.items():
-        assert not localkube.pid_alive(pid), f"{name} (pid {pid}) is still running"
+        assert not pid_alive(pid), f"{name} (pid {pid}) is still running"
     assert processes_mentioning(str(workdir)) == []
     for name, port in ports.items():
-        assert not localkube.port_is_listening(port), f"{name} port {port} still listens"
+        assert not port_is_listening(port), f"{name} port {port} still listens"
 
 
 def test_stopping_leaves_no_process_no_port_and_no_data(kube_binaries):
-    with localkube.ControlPlane.start(kube_binaries, wait_for_controllers=False) as plane:
+    with ControlPlane.start(kube_binaries, wait_for_controllers=False) as plane:
         pids, ports, workdir = plane.pids, plane.ports, plane.workdir
         assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager"}
         for name, port in ports.items():
-            assert localkube.port_is_listening(port), f"{name} should listen on {port}"
+            assert port_is_listening(port), f"{name} should listen on {port}"
         assert len(processes_mentioning(str(workdir))) == 3
         kubeconfig_mode = os.stat(plane.kubeconfig).st_mode & 0o777
         assert kubeconfig_mode == 0o600
@@ -74,10 +75,11 @@ def test_stopping_leaves_no_process_no_port_and_no_data(kube_binaries):
 OWNER = textwrap.dedent(
     """
     import json, signal, sys
-    sys.path.insert(0, sys.argv[1])
-    import localkube
-    binaries = localkube.Binaries(localkube.Path(sys.argv[2]), localkube.Path(sys.argv[3]))
-    plane = localkube.ControlPlane.start(binaries, wait_for_controllers=False)
+    from pathlib import Path
+    from kubelocal.binaries import Binaries
+    from kubelocal.controlplane import ControlPlane
+    binaries = Binaries(Path(sys.argv[1]), Path(sys.argv[2]))
+    plane = ControlPlane.start(binaries, wait_for_controllers=False)
     print(json.dumps({"pids": plane.pids, "ports": plane.ports, "workdir": str(plane.workdir)}),
           flush=True)
     while True:
@@ -97,7 +99,6 @@ def test_an_interrupted_owner_leaves_no_process_behind(kube_binaries, signum):
             sys.executable,
             "-c",
             OWNER,
-            str(SCRIPTS_KUBE),
             str(kube_binaries.kube_bin),
             str(kube_binaries.tools_bin),
         ],
@@ -110,17 +111,17 @@ def test_an_interrupted_owner_leaves_no_process_behind(kube_binaries, signum):
         assert line, owner.stderr.read()
         started = json.loads(line)
         pids, ports, workdir = started["pids"], started["ports"], Path(started["workdir"])
-        assert all(localkube.pid_alive(pid) for pid in pids.values())
+        assert all(pid_alive(pid) for pid in pids.values())
 
         owner.send_signal(signum)
         owner.wait(timeout=60)
 
         # SIGKILL gives the owner no chance: the kernel's parent-death signal does the work.
         # A dying process loses its command line before its sockets close, so wait for both.
-        localkube.wait_for(
+        wait_for(
             lambda: (
                 not processes_mentioning(str(workdir))
-                and not any(localkube.port_is_listening(port) for port in ports.values())
+                and not any(port_is_listening(port) for port in ports.values())
             ),
             timeout=30,
             message="the control plane processes to die and their ports to close",
@@ -128,7 +129,7 @@ def test_an_interrupted_owner_leaves_no_process_behind(kube_binaries, signum):
         assert_nothing_left(pids, ports, workdir)
         if signum == signal.SIGKILL:
             # Any control plane start sweeps dead owners' dirs (another run may already have).
-            localkube.sweep_stale_workdirs()
+            sweep_stale_workdirs()
         assert not workdir.exists()
     finally:
         if owner.poll() is None:
@@ -139,15 +140,15 @@ def test_an_interrupted_owner_leaves_no_process_behind(kube_binaries, signum):
 def test_the_sweep_removes_only_work_dirs_whose_owner_has_died(tmp_path):
     dead_owner = subprocess.Popen(["true"])
     dead_owner.wait()
-    orphaned = tmp_path / f"{localkube.WORKDIR_PREFIX}orphaned"
-    owned = tmp_path / f"{localkube.WORKDIR_PREFIX}owned"
-    unrelated = tmp_path / f"{localkube.WORKDIR_PREFIX}no-owner-file"
+    orphaned = tmp_path / f"{WORKDIR_PREFIX}orphaned"
+    owned = tmp_path / f"{WORKDIR_PREFIX}owned"
+    unrelated = tmp_path / f"{WORKDIR_PREFIX}no-owner-file"
     for directory, owner in [(orphaned, dead_owner.pid), (owned, os.getpid()), (unrelated, None)]:
         directory.mkdir()
         if owner is not None:
             (directory / "owner.pid").write_text(str(owner))
 
-    assert localkube.sweep_stale_workdirs(tmp_path) == [orphaned]
+    assert sweep_stale_workdirs(tmp_path) == [orphaned]
     assert not orphaned.exists() and owned.exists() and unrelated.exists()
 
 
@@ -161,9 +162,9 @@ def test_a_component_that_dies_while_starting_fails_the_start_with_its_log(kube_
         "#!/bin/sh\necho 'E0101 refusing to serve: broken on purpose' >&2\nexit 3\n"
     )
     apiserver.chmod(0o755)
-    binaries = localkube.Binaries(kube_bin=broken, tools_bin=kube_binaries.tools_bin)
-    with pytest.raises(localkube.KubeError) as failed:
-        localkube.ControlPlane.start(binaries, timeout=60)
+    binaries = Binaries(kube_bin=broken, tools_bin=kube_binaries.tools_bin)
+    with pytest.raises(KubeError) as failed:
+        ControlPlane.start(binaries, timeout=60)
 
     message = str(failed.value)
     assert "kube-apiserver exited with code 3 while starting" in message

@@ -7,12 +7,13 @@ tests/support/fault_scenarios.py, which bench/operator_faults.py runs too."""
 
 from __future__ import annotations
 
-import kubehandle
-import localkube
 import pytest
-from support import fault_scenarios
+from support import fault_scenarios, plane_faults
 from support.fault_scenarios import CONCURRENCY, Lab
 from support.operator_process import apply, install_crds, lambdaca_manifest
+
+from kubelocal.controlplane import ControlPlane
+from kubelocal.handle import Kube
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def lab_plane(kube_binaries, local_ca):
     """A control plane for this module alone: its processes are killed on purpose."""
-    plane = localkube.ControlPlane.start(kube_binaries)
-    kube = kubehandle.Kube.create(plane.kubeconfig, kube_binaries.tools_bin, plane.workdir)
+    plane = ControlPlane.start(kube_binaries)
+    kube = Kube.create(plane.kubeconfig, kube_binaries.tools_bin, plane.workdir)
     install_crds(kube)
     apply(kube, lambdaca_manifest("local", local_ca))
     yield kube, plane
@@ -34,10 +35,7 @@ def lab(lab_plane, ca, tmp_path):
     lab = Lab(kube, plane, ca, tmp_path)
     yield lab
     lab.stop()
-    for component in ("etcd", "kube-apiserver"):  # a failed test must not leave one down
-        proc = next(p for p in plane._procs if p.name == component)
-        if proc.popen.poll() is not None:
-            fault_scenarios.plane_faults.restart(plane, component, kube)
+    plane_faults.heal(plane, kube)  # a failed test must not leave one down
 
 
 @pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])

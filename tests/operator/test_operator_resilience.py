@@ -237,20 +237,28 @@ def test_the_liveness_endpoint_answers_from_its_own_thread_with_the_reason():
         ("GET", "/api/v1/namespaces/team/secrets/app-tls", "GET secrets"),
         ("POST", "/api/v1/namespaces/team/secrets", "POST secrets"),
         ("GET", "/api/v1/namespaces/team", "GET namespaces"),
-        ("PATCH", "/apis/clientcerts.dev/v1alpha1/namespaces/t/clientcertificates/a/status",
-         "PATCH clientcertificates/status"),  # fmt: skip
-        ("GET", "/apis/clientcerts.dev/v1alpha1/clientcertificates?watch=true",
-         "WATCH clientcertificates"),  # fmt: skip
+        (
+            "PATCH",
+            "/apis/clientcerts.dev/v1alpha1/namespaces/t/clientcertificates/a/status",
+            "PATCH clientcertificates/status",
+        ),  # fmt: skip
+        (
+            "GET",
+            "/apis/clientcerts.dev/v1alpha1/clientcertificates?watch=true",
+            "WATCH clientcertificates",
+        ),  # fmt: skip
         ("GET", "/api/v1/secrets?labelSelector=x", "LIST secrets"),
-        ("PATCH", "/apis/kopf.dev/v1/clusterkopfpeerings/clientcert-operator",
-         "PATCH clusterkopfpeerings"),  # fmt: skip
+        (
+            "PATCH",
+            "/apis/kopf.dev/v1/clusterkopfpeerings/clientcert-operator",
+            "PATCH clusterkopfpeerings",
+        ),  # fmt: skip
         ("GET", "/readyz", "GET readyz"),
     ],
 )
 def test_every_api_call_is_counted_by_verb_and_resource(method, path, expected):
     verb, resource = api_resource(method, path)
     assert f"{verb} {resource}" == expected
-
 
 
 # --- logs and our own writes -------------------------------------------------------------------

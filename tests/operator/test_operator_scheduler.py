@@ -176,9 +176,7 @@ def test_issuances_run_first_come_first_served_within_a_priority():
 
 
 def test_renewals_of_valid_certificates_wait_behind_everything_else():
-    order, results = run_issue_queue(
-        [("renew-1", LOW), ("renew-2", LOW), ("new", HIGH)], hold=True
-    )
+    order, results = run_issue_queue([("renew-1", LOW), ("renew-2", LOW), ("new", HIGH)], hold=True)
     assert order == ["new", "renew-1", "renew-2"]
     assert [ahead for _, ahead in results] == [0, 1, 0]  # nothing is ahead of "new"
 

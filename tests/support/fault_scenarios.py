@@ -72,9 +72,7 @@ class Lab:
             "shutdown_seconds": str(SHUTDOWN_SECONDS),
         }
         log = self.tmp / f"operator-{len(self.operators) + 1}.log"
-        op = OperatorProcess.cli(
-            self.kube, self.ca, log, *flags, *args, **{**defaults, **settings}
-        )
+        op = OperatorProcess.cli(self.kube, self.ca, log, *flags, *args, **{**defaults, **settings})
         if self.source is not None:
             paths = [str(self.source / "operator"), str(self.source)]
             op.env["PYTHONPATH"] = os.pathsep.join(paths)

@@ -1,50 +1,38 @@
 """Faults of a running local control plane: kill etcd or kube-apiserver (SIGKILL, as a crash)
 and start it again with the same flags, ports and data, then wait until the API server is ready.
-
-To move into the control plane package (``kubelocal.ControlPlane.kill/restart``) when it lands.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from typing import Any
 
-import localkube
+from kubelocal.controlplane import ControlPlane
 
 COMPONENTS = ("etcd", "kube-apiserver")
 
 
-def _process(plane: Any, name: str) -> Any:
-    for proc in plane._procs:  # noqa: SLF001  (see the module docstring)
-        if proc.name == name:
-            return proc
-    raise KeyError(f"no {name} in this control plane")
-
-
-def kill(plane: Any, name: str) -> None:
+def kill(plane: ControlPlane, name: str) -> None:
     """SIGKILL ``name`` (its whole process group) and wait until it is gone."""
     if name not in COMPONENTS:
         raise ValueError(f"{name}: one of {', '.join(COMPONENTS)}")
-    proc = _process(plane, name)
-    if proc.popen.poll() is None:
-        os.killpg(proc.popen.pid, signal.SIGKILL)
-    proc.popen.wait(30)
+    plane.crash(name)
 
 
-def restart(plane: Any, name: str, kube: Any, timeout: float = 90.0) -> float:
+def restart(plane: ControlPlane, name: str, kube: Any, timeout: float = 90.0) -> float:
     """Start ``name`` again as it ran before; returns seconds until the API server is ready."""
-    proc = _process(plane, name)
-    if proc.popen.poll() is None:
-        raise RuntimeError(f"{name} is still running")
     began = time.monotonic()
-    new = localkube._spawn(name, list(proc.popen.args), plane.workdir)  # noqa: SLF001
-    plane._procs[plane._procs.index(proc)] = new  # noqa: SLF001
-    plane._record_pids()  # noqa: SLF001
+    plane.restart(name)
     wait_api_ready(kube, timeout)
     return time.monotonic() - began
+
+
+def heal(plane: ControlPlane, kube: Any) -> None:
+    """Restart whatever a fault left down (a failed test or scenario must not leave one down)."""
+    for name in COMPONENTS:
+        if plane.component(name).popen.poll() is not None:
+            restart(plane, name, kube)
 
 
 def wait_api_ready(kube: Any, timeout: float = 90.0) -> None:

@@ -1,6 +1,6 @@
 """The handle tests and scripts use: kubectl/helm bound to one cluster, identity helpers.
 
-The cluster is either a local control plane (localkube.ControlPlane) or, when
+The cluster is either a local control plane (kubelocal.controlplane.ControlPlane) or, when
 LCC_USE_EXISTING_CLUSTER=1, whatever KUBECONFIG names (kind, k3d, EKS).
 """
 
@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubepki import write_kubeconfig, write_private
-from localkube import Binaries, ControlPlane, KubeError, wait_for
+from kubelocal.binaries import Binaries
+from kubelocal.controlplane import ControlPlane
+from kubelocal.pki import write_kubeconfig, write_private
+from kubelocal.procs import KubeError, wait_for
 
 T = TypeVar("T")
 
@@ -99,8 +101,9 @@ class Kube:
     ) -> subprocess.CompletedProcess[str]:
         return self._run(self.helm_path, args, input, check)
 
-    def get_json(self, *args: str) -> dict:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+    def get_json(self, *args: str) -> dict[str, Any]:
+        got: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        return got
 
     def token_for(self, namespace: str, service_account: str, duration: str = "1h") -> str:
         """A bearer token for the ServiceAccount, from the TokenRequest API."""

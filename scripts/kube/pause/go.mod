@@ -1,0 +1,3 @@
+module lcc.local/pause
+
+go 1.22
