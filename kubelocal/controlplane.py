@@ -277,7 +277,9 @@ class ControlPlane:
         proc = self.component(name)
         if proc.popen.poll() is None:
             raise KubeError(f"{name} is still running")
-        self._procs[self._procs.index(proc)] = spawn(name, [str(a) for a in proc.popen.args], self.workdir)  # type: ignore[union-attr]
+        self._procs[self._procs.index(proc)] = spawn(
+            name, [str(a) for a in proc.popen.args], self.workdir
+        )  # type: ignore[union-attr]
         self._record_pids()
 
     def _wait_ready(self, pki: Pki, started: float, timeout: float) -> None:
