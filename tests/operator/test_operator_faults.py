@@ -83,6 +83,8 @@ def test_a_deleted_object_gets_no_call_no_secret_no_event_and_no_metrics(lab):
     assert result.details["events_of_deleted"] == []
     assert result.details["metric_series_of_deleted"] == []
     assert result.details["operator_warnings"] == [], "an ordinary deletion warns about nothing"
+    assert result.details["probes_answered"] == 5
+    assert result.details["probe_access_lines"] == [], "probes and scrapes log nothing"
 
 
 def test_a_namespace_deleted_mid_burst_costs_only_the_calls_in_flight(lab):

@@ -350,6 +350,7 @@ def deletions_during_issuance(lab: Lab) -> FaultResult:
     lab.wait_ready(ns, kept, timeout=90)
     lab.wait_quiet()
     deleted = ["run-deleted", "wait-deleted"]
+    probes = sum(op.healthy() for _ in range(5))  # as a kubelet would, and metrics scraped
     series = [
         line for line in op.metrics_text().splitlines()
         if any(f'name="{d}"' in line for d in deleted)
@@ -365,6 +366,9 @@ def deletions_during_issuance(lab: Lab) -> FaultResult:
             "events_of_deleted": [e["reason"] for e in lab.events_about(ns, deleted)],
             "metric_series_of_deleted": series,
             "operator_warnings": _warnings(op),
+            "probes_answered": probes,
+            "probe_access_lines": [line for line in op.log_path.read_text(errors="replace")
+                                   .splitlines() if "/healthz" in line or "/metrics" in line],
         },
     )
     lab.stop()
