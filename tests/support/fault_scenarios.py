@@ -367,8 +367,11 @@ def deletions_during_issuance(lab: Lab) -> FaultResult:
             "metric_series_of_deleted": series,
             "operator_warnings": _warnings(op),
             "probes_answered": probes,
-            "probe_access_lines": [line for line in op.log_path.read_text(errors="replace")
-                                   .splitlines() if "/healthz" in line or "/metrics" in line],
+            "probe_access_lines": [
+                line
+                for line in op.log_path.read_text(errors="replace").splitlines()
+                if "/healthz" in line or "/metrics" in line
+            ],
         },
     )
     lab.stop()
