@@ -128,6 +128,19 @@ def task_run(docker_engine):
     task.remove()
 
 
+ONE_SHOT = "one-shot sidecar, app waits for SUCCESS"
+
+
+def task_for(form: str, sidecar_image: str, mtls_server: str) -> dict:
+    return fill(
+        TASK_DEFINITIONS[form],
+        SIDECAR_IMAGE=sidecar_image,
+        APP_IMAGE=sidecar_image,
+        COMMON_NAME=COMMON_NAME,
+        MTLS_SERVER=mtls_server,
+    )
+
+
 def role_env(ca) -> dict[str, str]:
     """What the task role gives a container on ECS (credentials), pointed at the local CA."""
     return {k: v for k, v in ca.env.items() if k.startswith("AWS_")}
@@ -137,13 +150,7 @@ def role_env(ca) -> dict[str, str]:
 def test_task_replayed_in_docker_ends_in_a_mutual_tls_handshake(
     form, sidecar_image, ca, mtls_server, task_run
 ):
-    task = fill(
-        TASK_DEFINITIONS[form],
-        SIDECAR_IMAGE=sidecar_image,
-        APP_IMAGE=sidecar_image,
-        COMMON_NAME=COMMON_NAME,
-        MTLS_SERVER=mtls_server,
-    )
+    task = task_for(form, sidecar_image, mtls_server)
     issued_before = ca.stats()["issued"]
     task_run.run(task, role_env(ca))
     task_run.wait_for("app", "COMPLETE")
@@ -159,9 +166,8 @@ def test_task_replayed_in_docker_ends_in_a_mutual_tls_handshake(
         assert (sidecar["Status"], sidecar["ExitCode"]) == ("exited", 0)
     else:
         assert sidecar["Running"] and sidecar["Health"]["Status"] == "healthy"
-        stopped = time.monotonic()
         task_run.docker.run("stop", "--time", "10", task_run.name("cert-sidecar"))
-        assert time.monotonic() - stopped < 10, "SIGTERM did not stop the sidecar"
+        # 0, not 137: SIGTERM stopped it before docker's SIGKILL.
         assert task_run.state("cert-sidecar")["ExitCode"] == 0
 
 
@@ -169,13 +175,7 @@ def test_app_of_the_one_shot_task_never_starts_when_the_ca_refuses(
     sidecar_image, ca, mtls_server, task_run
 ):
     ca.inject("refuse", count=50, message="Private key has already been used for a certificate")
-    task = fill(
-        TASK_DEFINITIONS["one-shot sidecar, app waits for SUCCESS"],
-        SIDECAR_IMAGE=sidecar_image,
-        APP_IMAGE=sidecar_image,
-        COMMON_NAME=COMMON_NAME,
-        MTLS_SERVER=mtls_server,
-    )
+    task = task_for(ONE_SHOT, sidecar_image, mtls_server)
     with pytest.raises(AssertionError, match="would never start its dependants"):
         task_run.run(task, role_env(ca))
     assert task_run.started == ["cert-sidecar"]
@@ -228,15 +228,8 @@ def token_mount(tmp_path, token: str) -> tuple[str, ...]:
 def test_the_sidecar_takes_the_task_role_from_the_container_credentials_endpoint(
     sidecar_image, task_role_ca, credentials_endpoint, task_role_mtls_server, task_run, tmp_path
 ):
-    mtls_server = task_role_mtls_server
     ca = task_role_ca
-    task = fill(
-        TASK_DEFINITIONS["one-shot sidecar, app waits for SUCCESS"],
-        SIDECAR_IMAGE=sidecar_image,
-        APP_IMAGE=sidecar_image,
-        COMMON_NAME=COMMON_NAME,
-        MTLS_SERVER=mtls_server,
-    )
+    task = task_for(ONE_SHOT, sidecar_image, task_role_mtls_server)
     env = endpoint_env(ca, credentials_endpoint)
     mounts = {"cert-sidecar": token_mount(tmp_path, credentials_endpoint.token)}
     issued_before = ca.stats()["issued"]  # the server's own certificate is one
@@ -267,15 +260,8 @@ def test_the_sidecar_takes_the_task_role_from_the_container_credentials_endpoint
 def test_a_wrong_authorization_token_gets_no_credentials_and_no_certificate(
     sidecar_image, task_role_ca, credentials_endpoint, task_role_mtls_server, task_run, tmp_path
 ):
-    mtls_server = task_role_mtls_server
     ca = task_role_ca
-    task = fill(
-        TASK_DEFINITIONS["one-shot sidecar, app waits for SUCCESS"],
-        SIDECAR_IMAGE=sidecar_image,
-        APP_IMAGE=sidecar_image,
-        COMMON_NAME=COMMON_NAME,
-        MTLS_SERVER=mtls_server,
-    )
+    task = task_for(ONE_SHOT, sidecar_image, task_role_mtls_server)
     env = endpoint_env(ca, credentials_endpoint)
     # A short retry window: the one-shot sidecar gives up instead of retrying for minutes.
     task["containerDefinitions"][0]["environment"].append(
