@@ -277,9 +277,9 @@ class ControlPlane:
         proc = self.component(name)
         if proc.popen.poll() is None:
             raise KubeError(f"{name} is still running")
-        self._procs[self._procs.index(proc)] = spawn(
-            name, [str(a) for a in proc.popen.args], self.workdir
-        )  # type: ignore[union-attr]
+        argv = proc.popen.args
+        assert isinstance(argv, list)  # spawn() always starts an argv list
+        self._procs[self._procs.index(proc)] = spawn(name, argv, self.workdir)
         self._record_pids()
 
     def _wait_ready(self, pki: Pki, started: float, timeout: float) -> None:
