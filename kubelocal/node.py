@@ -176,6 +176,12 @@ def _take_lock(wait: float) -> int:
     return fd
 
 
+def wait_until_no_node(wait: float = LOCK_WAIT) -> None:
+    """Return once no node runs on this machine; for a caller that looks at the host before
+    its own node starts (another process may still start one in between)."""
+    os.close(_take_lock(wait))
+
+
 def _write_state(state: dict[str, Any]) -> None:
     tmp = WORKDIR / "state.json.tmp"
     tmp.write_text(json.dumps(state, indent=2))

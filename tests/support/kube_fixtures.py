@@ -25,7 +25,7 @@ import pytest
 
 from kubelocal.binaries import Binaries, binaries_cached, ensure_binaries, ensure_tools
 from kubelocal.handle import Kube, existing_cluster, local_cluster, use_existing_cluster
-from kubelocal.node import Node, NodeError
+from kubelocal.node import Node, NodeError, wait_until_no_node
 from kubelocal.procs import KubeError
 
 __all__ = [
@@ -168,6 +168,7 @@ def own_node_only() -> None:
             "machine): run it before any test that uses `node` (the default order does)",
             pytrace=False,
         )
+    wait_until_no_node()  # another process's node (a second checkout's suite) changes the host
 
 
 @pytest.fixture
