@@ -1,10 +1,16 @@
 """Calls to the CA from the event loop: cacore's blocking client in a thread pool, with a bound
-on concurrent invocations and one client per CA configuration."""
+on concurrent invocations and one client per CA configuration.
+
+The bound is operator-wide: everything that invokes the CA (ClientCertificates, and any other
+handler module given the same pool) shares ``max_concurrent`` slots. ``issue`` takes an optional
+``precheck``, run once a slot is granted and right before the call: whether the work is still
+wanted after the wait (the object may have been deleted meanwhile)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from cacore.config import CAConfig
@@ -57,11 +63,19 @@ class CAPool:
             raise
 
     async def issue(
-        self, issuer: str, config: CAConfig, request: CertificateRequest, key: KeySpec
-    ) -> Issuance:
+        self,
+        issuer: str,
+        config: CAConfig,
+        request: CertificateRequest,
+        key: KeySpec,
+        precheck: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Issuance | None:
         """One issuance with a new key: exactly one CA invocation, at most ``max_concurrent``
-        running at once across the operator."""
+        running at once across the operator. None, with no invocation, when ``precheck`` (run
+        after the wait for a slot) says the work is no longer wanted."""
         async with self._limit:
+            if precheck is not None and not await precheck():
+                return None
             self.metrics.in_flight.inc()
             try:
                 with self.metrics.duration.time():

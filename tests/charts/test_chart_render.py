@@ -11,7 +11,7 @@ from sidecar.settings import OPTIONS, load
 
 PROD_ARN = "arn:aws:lambda:eu-west-2:222222222222:function:serverless-tls-cert-prod"
 IRSA_ROLE = "arn:aws:iam::111111111111:role/clientcert-operator"
-RULE_COUNT = 11  # rows of docs/operator.md's RBAC table, plus namespaces: get
+RULE_COUNT = 10  # rows of docs/operator.md's RBAC table
 
 
 @pytest.fixture(scope="module")
