@@ -165,35 +165,39 @@ class Measurement:
 
 
 class ReadyWatch:
-    """How many objects of ``plural`` in ``namespace`` are Ready, from one ``kubectl get
-    --watch`` (a LIST, then one WATCH stream). Reading it costs the tools nothing: polling their
-    metrics instead made each render megabytes of per-certificate gauges at N = 3000."""
+    """How many objects of ``plural`` in ``namespace`` are Ready, from ``kubectl get --watch``
+    (a LIST, then one WATCH stream; listed again if the server ends the watch, as it does after
+    some minutes). Reading it costs the tools nothing: polling their metrics instead made each
+    render megabytes of per-certificate gauges at N = 3000."""
 
     TEMPLATE = '{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\\n"}'
 
     def __init__(self, kube: Any, plural: str, namespace: str) -> None:
         argv = [str(kube.kubectl_path), "get", plural, "-n", namespace, "--watch"]
-        self.proc = subprocess.Popen(
-            [*argv, "-o", f"jsonpath={self.TEMPLATE}"],
-            env=kube.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        self._argv, self._env = [*argv, "-o", f"jsonpath={self.TEMPLATE}"], kube.env
         self._status: dict[str, str] = {}
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.restarts = 0
+        self._start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(
+            self._argv, env=self._env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
             name, _, status = line.strip().partition(" ")
             if name:
                 self._status[name] = status  # one writer; readers only count
 
     def ready(self) -> int:
         if self.proc.poll() is not None:
-            raise RuntimeError(f"kubectl --watch exited: {self.proc.stderr.read().strip()}")
+            if self.restarts >= 10:
+                raise RuntimeError(f"kubectl --watch exited: {self.proc.stderr.read().strip()}")
+            self.restarts += 1
+            self._start()
         return sum(status == "True" for status in list(self._status.values()))
 
     def close(self) -> None:

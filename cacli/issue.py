@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cacore.certinfo import subject_fields, summarize
 from cacore.credentials import FileNames, Ownership, credential_files
-from cacore.csr import load_csr
+from cacore.csr import MAX_CSR_BYTES, check_csr, load_csr
 from cacore.edge.client import CAClient
-from cacore.edge.files import AtomicDirectoryWriter
+from cacore.edge.cliopts import bounded
+from cacore.edge.files import (
+    AtomicDirectoryWriter,
+    TooLarge,
+    probe_writable,
+    read_limited,
+    unusable_folder,
+)
 from cacore.errors import InvalidRequest
 from cacore.keys import parse_key_spec, private_key_pem
 from cacore.request import (
@@ -28,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--csr",
         type=Path,
-        help="certify this PEM CSR instead of making a key (subject defaults come from it)",
+        help="certify this PEM CSR instead of making a key (subject defaults come from it); "
+        "- reads it from standard input",
     )
     parser.add_argument(
         "--san",
@@ -40,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name}")
     parser.add_argument(
         "--lifetime",
-        type=int,
+        type=bounded(int, -(10**9), 10**9, "a whole number of days"),
         default=30,
         help="days, 1 to the CA's maximum (--max-lifetime-days, 365 by default); default 30",
     )
@@ -82,7 +96,7 @@ def request_from_args(args: argparse.Namespace, validated: bool = True) -> Certi
         extended_key_usages=tuple(args.ekus),
         force_issue=args.force,
     )
-    cap = getattr(args, "max_lifetime_days", DEFAULT_MAX_LIFETIME_DAYS)
+    cap = int(getattr(args, "max_lifetime_days", DEFAULT_MAX_LIFETIME_DAYS))
     return validate_as_flags(request, cap) if validated else request
 
 
@@ -108,32 +122,145 @@ def validate_as_flags(
         raise InvalidRequest(flag, error.message.split(": ", 1)[1]) from error
 
 
-def run(args: argparse.Namespace, client: CAClient) -> list[str]:
-    """Issue and write; returns the summary lines. Nothing is written unless all succeeded."""
-    names = FileNames.with_serverless_ca_names() if args.serverless_ca_names else FileNames()
-    if args.csr:
-        csr_pem = args.csr.read_bytes()
-        request = with_subject_defaults(
-            request_from_args(args, validated=False),
-            **subject_fields(load_csr(csr_pem, "--csr").subject),
+def read_csr_file(path: Path) -> bytes:
+    """The CSR file's bytes (``-``: standard input), or ``InvalidRequest`` for ``--csr`` saying
+    why it cannot be read (missing, a folder, a device, too large, no permission)."""
+    if str(path) == "-":
+        data = sys.stdin.buffer.read(MAX_CSR_BYTES + 1)
+        if len(data) > MAX_CSR_BYTES:
+            raise InvalidRequest("--csr", f"standard input holds more than {MAX_CSR_BYTES} bytes")
+        return data
+    try:
+        return read_limited(path, MAX_CSR_BYTES)
+    except FileNotFoundError as error:
+        raise InvalidRequest("--csr", f"{path} does not exist") from error
+    except IsADirectoryError as error:
+        raise InvalidRequest("--csr", f"{path} is a folder; give the CSR file") from error
+    except TooLarge as error:
+        raise InvalidRequest(
+            "--csr", f"{path} is larger than {MAX_CSR_BYTES} bytes; a CSR is a few kilobytes"
+        ) from error
+    except OSError as error:
+        hint = (
+            "; to read a pipe, use --csr - with it on standard input"
+            if error.errno == errno.EINVAL
+            else ""
         )
-        issued = client.issue_csr(validate_as_flags(request, client.max_lifetime_days), csr_pem)
+        raise InvalidRequest(
+            "--csr", f"cannot read {path}: {error.strerror or error}{hint}"
+        ) from error
+
+
+def prepare_output(out: Path) -> bool:
+    """Make sure the credential set can be written to ``out`` before anything is asked of the
+    CA: a certificate that cannot be saved is lost, and with ``--csr`` the CA would then refuse
+    that CSR's key for ever (its key-reuse guard). Returns whether the folder was created."""
+    if out.exists() and not out.is_dir():
+        raise InvalidRequest("--out", f"{out} is a file, not a folder; choose a folder")
+    problem = unusable_folder(out)
+    if problem is not None:
+        raise InvalidRequest("--out", f"{out} is {problem.strerror}; choose a folder")
+    created = not out.exists()
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if created:
+            os.chmod(out, 0o700)
+        probe_writable(out)
+        return created
+    except OSError as error:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise InvalidRequest(
+            "--out",
+            f"cannot write in {out}: {error.strerror or error}; choose a folder you can write to "
+            "(nothing was asked of the CA)",
+        ) from error
+
+
+@contextlib.contextmanager
+def _output(out: Path) -> Iterator[None]:
+    """``out`` checked before the block; a folder made for it is removed again if the block
+    fails, so a failed command leaves nothing behind."""
+    created = prepare_output(out)
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+WRITE_ATTEMPTS = 3
+
+
+def save(out: Path, files: dict[str, bytes], private: set[str]) -> Path:
+    """Write the set to ``out``, trying a few times; when that still fails, to a private rescue
+    folder, so a certificate the CA issued is never thrown away. Returns where it went."""
+    writer = AtomicDirectoryWriter(out, Ownership(dir_mode=0o700))
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            writer.write(files, private)
+            return out
+        except OSError as error:
+            failure = error
+            time.sleep(0.2 * (attempt + 1))
+    try:
+        rescue = Path(tempfile.mkdtemp(prefix="ca-cert-rescued-"))  # 0700, in $TMPDIR
+        AtomicDirectoryWriter(rescue, Ownership(dir_mode=0o700)).write(files, private)
+    except OSError as error:
+        raise NotSaved(out, None, failure, error) from error
+    raise NotSaved(out, rescue, failure)
+
+
+class NotSaved(Exception):
+    """The CA issued, ``--out`` could not be written even after retries; the set is safe in
+    ``rescue`` (None: no rescue folder could be written either)."""
+
+    def __init__(
+        self, out: Path, rescue: Path | None, error: OSError, rescue_error: OSError | None = None
+    ) -> None:
+        where = (
+            f"the whole set was saved in {rescue} instead: move it where it belongs"
+            if rescue is not None
+            else f"no rescue folder in {tempfile.gettempdir()} could be written either "
+            f"({rescue_error.strerror if rescue_error else ''}); free some space and run again"
+        )
+        super().__init__(
+            f"the CA issued the certificate, but {out} could not be written "
+            f"({error.strerror or error}); {where}"
+        )
+        self.rescue = rescue
+
+
+def run(args: argparse.Namespace, make_client: Callable[[], CAClient]) -> list[str]:
+    """Check everything, issue, write; returns the summary lines. Nothing is asked of the CA
+    until the request, the CSR and the output folder are known to be fine."""
+    names = FileNames.with_serverless_ca_names() if args.serverless_ca_names else FileNames()
+    out: Path = args.out
+    if args.csr:
+        csr_pem = read_csr_file(args.csr)
+        csr = load_csr(csr_pem, "--csr")
+        check_csr(csr, "--csr", args.common_name or None)
+        request = with_subject_defaults(
+            request_from_args(args, validated=False), **subject_fields(csr.subject)
+        )
+        request = validate_as_flags(request, int(args.max_lifetime_days))
+        with _output(out):
+            issued = make_client().issue_csr(request, csr_pem)
         files = credential_files(b"", issued, names)
         files = {name: data for name, data in files.items() if name not in names.private()}
         seconds_text, key_text = "", "your own key"
     else:
         request = request_from_args(args)
         spec = parse_key_spec(args.key_algorithm, "--key-algorithm")
-        issuance = client.issue_with_new_key(request, spec)
+        with _output(out):
+            issuance = make_client().issue_with_new_key(request, spec)
         issued = issuance.certificate
         files = credential_files(private_key_pem(issuance.key), issued, names)
         seconds_text, key_text = f" in {issuance.seconds * 1000:.0f} ms", f"{spec} key"
-    out: Path = args.out
-    created = not out.exists()
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if created:
-        os.chmod(out, 0o700)
-    AtomicDirectoryWriter(out, Ownership(dir_mode=0o700)).write(files, names.private())
+    save(out, files, names.private())
     summary = summarize(issued.certificate)
     return [
         f"issued {summary.common_name}{seconds_text} ({key_text})",

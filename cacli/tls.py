@@ -55,6 +55,8 @@ def explain(error: BaseException, host: str, port: int) -> str:
                 return f"{meaning} (TLS alert {alert.lower()})"
         if "KEY_VALUES_MISMATCH" in text:
             return "tls.key does not belong to tls.crt"
+        if "WRONG_VERSION_NUMBER" in text or "PACKET_LENGTH_TOO_LONG" in text:
+            return f"{host}:{port} does not speak TLS (plain HTTP?); check the port"
         return f"TLS error: {error.reason or error}"
     if isinstance(error, ConnectionResetError | BrokenPipeError):
         return "the server closed the connection during the handshake (client certificate refused?)"
@@ -72,8 +74,8 @@ def handshake(
     """Connect, present our certificate, verify the server against ``ca.crt``, then read once:
     with TLS 1.3 a server's refusal of our certificate arrives only after the handshake."""
     crt, key, ca = _files(certs)
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
     try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
         if send_client_cert:
             context.load_cert_chain(str(crt), str(key))
         with (
@@ -88,7 +90,7 @@ def handshake(
             except TimeoutError:
                 greeting = ""  # a server that waits for us to speak first accepted the handshake
             version = tls.version()
-    except (OSError, ssl.SSLError) as error:
+    except (OSError, ssl.SSLError, ValueError) as error:  # ValueError: a bad --server-name
         return HandshakeResult(False, explain(error, host, port))
     return HandshakeResult(
         True, f"mutual TLS handshake with {host}:{port} succeeded ({version})", subject, greeting

@@ -17,6 +17,23 @@ from cacore.request import San
 _PEM_END = b"-----END CERTIFICATE-----"
 
 
+def load_certificate(pem: bytes) -> x509.Certificate:
+    """One PEM certificate, or ``ValueError`` for anything that is not one (cryptography raises
+    ``InvalidVersion``, not a ``ValueError``, for a bad version field)."""
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except x509.InvalidVersion as error:
+        raise ValueError(str(error)) from error
+
+
+def load_certificates(pem: bytes) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle, or ``ValueError``."""
+    try:
+        return x509.load_pem_x509_certificates(pem)
+    except x509.InvalidVersion as error:
+        raise ValueError(str(error)) from error
+
+
 def split_pem_certificates(pem: bytes) -> list[bytes]:
     """Each certificate of a PEM bundle, in order, normalised to end with one newline."""
     blocks = []
@@ -135,7 +152,7 @@ def general_name(san: San) -> x509.GeneralName:
 def certificate_sans(cert: x509.Certificate) -> tuple[San, ...]:
     try:
         return sans_of(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # ValueError: malformed or repeated extensions
         return ()
 
 

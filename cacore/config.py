@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from cacore.errors import ConfigurationError
 from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
@@ -13,6 +14,8 @@ _FUNCTION_ARN = re.compile(
 )
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+# AWS region names: lower-case words and a number (eu-west-2, us-gov-west-1, cn-north-1).
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 
 DEFAULT_FUNCTION = "serverless-tls-cert-dev"
 
@@ -29,6 +32,10 @@ class AWSAccess:
 
 
 def validate_access(access: AWSAccess, prefix: str = "") -> AWSAccess:
+    if access.region is not None and not _REGION.match(access.region):
+        raise ConfigurationError(
+            f"{prefix}region: {access.region!r} is not an AWS region name such as eu-west-2"
+        )
     if access.role_arn and not _ROLE_ARN.match(access.role_arn):
         raise ConfigurationError(
             f"{prefix}role_arn: {access.role_arn!r} is not an IAM role ARN "
@@ -71,11 +78,7 @@ def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
             "serverless-tls-cert-dev) nor a function ARN"
         )
     validate_access(config.access, prefix)
-    if config.endpoint_url and not re.match(r"^https?://[^/\s]+", config.endpoint_url):
-        raise ConfigurationError(
-            f"{prefix}endpoint_url: {config.endpoint_url!r} must be an http(s) URL such as "
-            "http://127.0.0.1:9000"
-        )
+    check_endpoint_url(config.endpoint_url, f"{prefix}endpoint_url")
     if config.max_lifetime_days < 1:
         raise ConfigurationError(
             f"{prefix}max_lifetime_days: {config.max_lifetime_days} must be at least 1 "
@@ -84,3 +87,25 @@ def validate_config(config: CAConfig, prefix: str = "") -> CAConfig:
     if config.read_timeout <= 0 or config.connect_timeout <= 0:
         raise ConfigurationError(f"{prefix}timeouts must be positive")
     return config
+
+
+def check_endpoint_url(url: str | None, field: str) -> str | None:
+    """An AWS endpoint URL (a local CA, moto, a VPC endpoint) whose host and port parse: a bad
+    one would fail every call instead of the start."""
+    if url and not _usable_url(url):
+        raise ConfigurationError(
+            f"{field}: {url!r} must be an http(s) URL with a port from 1 to 65535, such as "
+            "http://127.0.0.1:9000"
+        )
+    return url
+
+
+def _usable_url(url: str) -> bool:
+    if not re.match(r"^https?://[^/\s]+", url):
+        return False
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is no number or out of range
+    except ValueError:  # also an unclosed IPv6 bracket
+        return False
+    return bool(parts.hostname) and port != 0

@@ -14,6 +14,8 @@ from cacore.keys import KEY_ALGORITHMS, key_spec_of
 from cacore.request import San
 
 PEM_CSR_BEGIN = b"-----BEGIN CERTIFICATE REQUEST-----"
+# A CSR is a few kilobytes; anything much larger is not one (and is not read past this).
+MAX_CSR_BYTES = 64 * 1024
 # Older OpenSSL releases and some HSM tools still write this header.
 _NEW_PEM_CSR_BEGIN = b"-----BEGIN NEW CERTIFICATE REQUEST-----"
 
@@ -21,6 +23,10 @@ _NEW_PEM_CSR_BEGIN = b"-----BEGIN NEW CERTIFICATE REQUEST-----"
 def read_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
     """A PEM CSR (signature not yet judged: see ``signature_valid``), or ``InvalidRequest``
     saying what the bytes are instead (DER, a private key, an old header, junk)."""
+    if len(data) > MAX_CSR_BYTES:
+        raise InvalidRequest(
+            field, f"is larger than {MAX_CSR_BYTES} bytes; a CSR is a few kilobytes"
+        )
     stripped = data.lstrip()
     if stripped.startswith(_NEW_PEM_CSR_BEGIN):
         raise InvalidRequest(
@@ -43,17 +49,70 @@ def read_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
             field, "is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)"
         )
     try:
-        return x509.load_pem_x509_csr(data)
-    except ValueError as error:
+        csr = x509.load_pem_x509_csr(data)
+        csr.subject  # noqa: B018 - some malformed subjects fail only when first read
+    except (ValueError, x509.InvalidVersion) as error:
         raise InvalidRequest(field, f"PEM does not parse as a CSR: {error}") from error
+    return csr
 
 
 def load_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
     """The strict loader used right before issuing: ``read_csr`` plus proof of possession."""
     csr = read_csr(data, field)
     if not signature_valid(csr):
+        raise InvalidRequest(field, SIGNATURE_MESSAGE)
+    return csr
+
+
+# The checks every tool runs on a CSR made elsewhere, one identity each (the GitOps tool maps
+# them to its finding codes; ca-cert --csr refuses the first).
+SIGNATURE, KEY, NO_COMMON_NAME = "signature", "key", "no-common-name"
+SIGNATURE_MESSAGE = (
+    "signature does not verify: the CSR was altered or not signed with its own key; "
+    "ask for a fresh CSR"
+)
+
+
+def csr_problems(csr: x509.CertificateSigningRequest) -> list[tuple[str, str]]:
+    """Everything that makes ``csr`` unfit to send to the CA, as (check, message) pairs: no
+    proof of possession, a key type or size the project does not allow (RSA-1024...), no
+    common name (the CA refuses it, whatever the request says)."""
+    problems = []
+    if not signature_valid(csr):
+        problems.append((SIGNATURE, SIGNATURE_MESSAGE))
+    problem = key_problem(csr)
+    if problem:
+        problems.append((KEY, problem))
+    if not common_name_of(csr):
+        problems.append(
+            (
+                NO_COMMON_NAME,
+                "has no common name (CN) in its subject; the CA refuses such CSRs ('CSR must "
+                "include a Common Name') whatever the request says: ask for a CSR with a CN",
+            )
+        )
+    return problems
+
+
+def common_name_of(csr: x509.CertificateSigningRequest) -> str | None:
+    """The CSR's first non-blank common name, or None."""
+    value = subject_fields(csr).get("common_name")
+    return value if value and value.strip() else None
+
+
+def check_csr(
+    csr: x509.CertificateSigningRequest, field: str, common_name: str | None = None
+) -> x509.CertificateSigningRequest:
+    """``csr`` if it passes every check of ``csr_problems`` and, given the ``common_name`` the
+    request will carry, names the same subject; else ``InvalidRequest`` for ``field``."""
+    for _check, message in csr_problems(csr):
+        raise InvalidRequest(field, message)
+    own = common_name_of(csr)
+    if common_name and own and own != common_name:
         raise InvalidRequest(
-            field, "signature does not verify: the CSR was altered or not signed by its key"
+            field,
+            f"names {own!r} but the request says {common_name!r}; the certificate would name "
+            "what the request says: make them agree",
         )
     return csr
 

@@ -7,6 +7,10 @@ same request may survive; anything else needs a change of input or configuration
 
 from __future__ import annotations
 
+from cacore.text import printable
+
+MAX_MESSAGE = 1000  # characters of one error message; outside text inside it is bounded too
+
 
 class CAError(Exception):
     """Root of every failure raised by the core and the CA client."""
@@ -15,6 +19,9 @@ class CAError(Exception):
     retryable = False
 
     def __init__(self, message: str) -> None:
+        # Messages quote outside text (the CA's words, a value from a file): every one is made
+        # safe here, once, for terminals, logs, Kubernetes conditions and events.
+        message = printable(message, MAX_MESSAGE)
         super().__init__(message)
         self.message = message
 
@@ -36,9 +43,14 @@ class ConfigurationError(CAError):
 
 
 class CARefused(CAError):
-    """The CA answered ``{"error": ...}``; the CA's own message is kept verbatim."""
+    """The CA answered ``{"error": ...}``; the CA's own message is kept verbatim, except that
+    control characters are escaped and its length is bounded (a hostile or broken endpoint must
+    not be able to write escape sequences to a terminal or flood a log)."""
 
     reason = "Refused"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
 
 
 class CAFunctionError(CAError):
@@ -48,6 +60,7 @@ class CAFunctionError(CAError):
     retryable = True
 
     def __init__(self, error_type: str, error_message: str) -> None:
+        error_type, error_message = printable(error_type, 100), printable(error_message)
         super().__init__(f"CA function crashed: {error_type}: {error_message}")
         self.error_type = error_type
         self.error_message = error_message
@@ -81,6 +94,13 @@ class TransportError(CAError):
 
     reason = "TransportError"
     retryable = True
+
+
+class Timeout(TransportError):
+    """No answer within the caller's deadline. The CA may still issue: a caller that made its
+    own key simply asks again with a new one."""
+
+    reason = "Timeout"
 
 
 class InvalidResponse(CAError):

@@ -13,7 +13,8 @@ from cacore.errors import ConfigurationError, InvalidRequest
 OK = 0
 FAILED = 1
 USAGE = 2
-INTERRUPTED = 130
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+TERMINATED = 143  # 128 + SIGTERM
 
 TABLE: tuple[tuple[int, str], ...] = (
     (OK, "done: the certificate is in place, the check passed, nothing was wrong"),
@@ -27,8 +28,20 @@ TABLE: tuple[tuple[int, str], ...] = (
         "bad input or configuration (a flag, a variable, a file), refused before anything "
         "was sent; the message names the setting and the fix",
     ),
-    (INTERRUPTED, "stopped by Ctrl-C"),
+    (INTERRUPTED, "stopped by Ctrl-C (SIGINT)"),
+    (
+        TERMINATED,
+        "stopped by SIGTERM before the work was done (long-running commands, `cert-sidecar "
+        "run`, `ca-cert serve`, `clientcert-operator`, `local-ca`, exit 0: SIGTERM is how they "
+        "are stopped)",
+    ),
 )
+
+
+def for_signal(signum: int) -> int:
+    """The exit code of a one-shot command stopped by signal ``signum`` (128 + its number, the
+    shell's convention; SIGINT and SIGTERM are the two in the table)."""
+    return 128 + signum
 
 
 def for_error(error: BaseException) -> int:

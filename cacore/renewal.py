@@ -9,6 +9,8 @@ certificate must be (re-)issued, in the order the checks run (the first one foun
   certificate on record).
 - ``SecretMissing`` (operator): the Secret was deleted after a certificate had been issued.
 - ``SecretNotOwned`` (operator): a Secret of that name exists but another object controls it.
+- ``Unreadable`` (sidecar): something is published but cannot be read as a set (``..data``
+  dangling, looping or not a link, a version folder deleted, a file without read permission).
 - ``MissingFile`` (sidecar): the published set lacks the key or the certificate.
 - ``MissingData`` (operator): the Secret lacks ``tls.crt``, ``tls.key`` or ``ca.crt``, or they
   do not parse.
@@ -45,6 +47,7 @@ from cryptography import x509
 DOES_NOT_EXIST = "DoesNotExist"
 SECRET_MISSING = "SecretMissing"
 SECRET_NOT_OWNED = "SecretNotOwned"
+UNREADABLE = "Unreadable"
 MISSING_FILE = "MissingFile"
 MISSING_DATA = "MissingData"
 INVALID_KEY = "InvalidKey"
@@ -90,6 +93,7 @@ class Verdict:
 DEFAULT_RENEW_FRACTION = 2 / 3  # renew when two thirds of the lifetime have passed
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION = timedelta(days=36525)  # longer is a typo, and beyond what datetimes can add
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ def parse_duration(text: str, field: str = "duration") -> timedelta:
         pos = match.end()
     if not stripped or pos != len(stripped):
         raise InvalidRequest(field, f"{text!r} is not a duration; write e.g. 720h, 90m or 10d")
+    if not total <= MAX_DURATION.total_seconds():  # also inf and nan from 1e400h
+        raise InvalidRequest(field, f"{text!r} is longer than 100 years; write e.g. 720h or 10d")
     return timedelta(seconds=total)
 
 

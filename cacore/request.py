@@ -11,6 +11,7 @@ from typing import Any
 
 from cacore.errors import InvalidRequest
 from cacore.names import SAN_CHECKS
+from cacore.text import unsafe_character
 
 PURPOSES = ("client_auth", "server_auth")
 # The names the CA maps to OIDs; anything else must be a dotted OID.
@@ -127,6 +128,11 @@ def split_san_list(text: str) -> list[str]:
     """A comma list of SANs, CSV-style: an entry holding commas (a ``DN:`` SAN such as
     ``DN:CN=app,O=Example``) is written in double quotes, ``"DN:CN=app,O=Example"``; a double
     quote inside quotes is doubled. Anything else splits at every comma."""
+    if any(char in text for char in "\r\n\0"):
+        # csv would stop at them with its own error; a SAN never holds one
+        raise InvalidRequest(
+            "sans", "holds a line break or a NUL character; write the SANs on one line"
+        )
     return next(csv.reader([text], skipinitialspace=True), [])
 
 
@@ -150,8 +156,15 @@ def validate(
         raise InvalidRequest("common_name", "is required; set the name the certificate is for")
     for name, limit in SUBJECT_FIELDS.items():
         value = getattr(subject, name)
-        if value is not None and len(value) > limit:
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidRequest(name, f"must be text, got {type(value).__name__}")
+        if len(value) > limit:
             raise InvalidRequest(name, f"is {len(value)} characters; the limit is {limit}")
+        bad = unsafe_character(value)
+        if bad:
+            raise InvalidRequest(name, f"contains the control character {bad}; remove it")
     if subject.country is not None and not re.fullmatch(r"[A-Z]{2}", subject.country):
         raise InvalidRequest("country", "must be a two-letter upper-case ISO 3166 code such as GB")
     lifetime = request.lifetime_days
@@ -179,6 +192,11 @@ def validate(
                 f"{usage!r} is neither a known name (e.g. CODE_SIGNING) nor a dotted OID",
             )
     for index, san in enumerate(request.sans):
+        bad = unsafe_character(san.value)
+        if bad:
+            raise InvalidRequest(
+                f"sans[{index}]", f"{san.value!r} contains the control character {bad}; remove it"
+            )
         check = SAN_CHECKS.get(san.type)
         if check is None:
             raise InvalidRequest(

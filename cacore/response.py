@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from cacore.certinfo import chain_problem, split_pem_certificates
+from cacore.certinfo import chain_problem, load_certificate, split_pem_certificates
 from cacore.errors import CAFunctionError, CARefused, InvalidResponse
 from cacore.keys import PrivateKey, public_key_bytes
 
@@ -39,7 +40,7 @@ class IssuedCertificate:
 
     @property
     def certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.certificate_pem)
+        return load_certificate(self.certificate_pem)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,19 @@ class Issuance:
 class CAChain:
     issuing_ca_pem: bytes
     root_ca_pem: bytes
+
+
+def decode_payload(raw: bytes) -> object:
+    """The Lambda's payload bytes as JSON (None when empty); anything else is
+    ``InvalidResponse``, whatever the bytes are (not UTF-8, not JSON, nested without end)."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        raise InvalidResponse(
+            f"CA payload is not JSON ({type(error).__name__}): {raw[:200]!r}"
+        ) from error
 
 
 def raise_for_failure(payload: object, function_error: str | None) -> dict:
@@ -83,7 +97,18 @@ def _pem_field(payload: dict, key: str) -> bytes:
     blocks = split_pem_certificates(pem)
     if not blocks:
         raise InvalidResponse(f"CA response {key} holds no PEM certificate")
+    for block in blocks:
+        _load(block, key)
     return b"".join(blocks)
+
+
+def _load(pem: bytes, key: str) -> x509.Certificate:
+    try:
+        return load_certificate(pem)
+    except ValueError as error:
+        raise InvalidResponse(
+            f"CA response {key} holds a certificate that does not parse: {error}"
+        ) from error
 
 
 def parse_ca_chain(payload: object, function_error: str | None = None) -> CAChain:
@@ -100,7 +125,7 @@ def issued_certificate(
     """An ``IssuedCertificate`` from PEM: the leaf, and the CA certificates it should chain to
     (checked by ``verify_issued``). ``InvalidResponse`` when the leaf does not parse."""
     try:
-        leaf = x509.load_pem_x509_certificate(leaf_pem)
+        leaf = load_certificate(leaf_pem)
     except ValueError as error:
         raise InvalidResponse(f"CA returned a certificate that does not parse: {error}") from error
     names = [a.value for a in leaf.subject if a.oid == x509.oid.NameOID.COMMON_NAME]
@@ -125,7 +150,8 @@ def parse_issued(payload: object, function_error: str | None = None) -> IssuedCe
     issued = issued_certificate(
         leaf_pem, chain.issuing_ca_pem, chain.root_ca_pem, str(body.get("Subject") or "") or None
     )
-    info = body.get("CertificateInfo") or {}
+    info = body.get("CertificateInfo")
+    info = info if isinstance(info, dict) else {}
     serial = info.get("SerialNumber")
     if serial is not None and str(serial) != str(issued.serial):
         raise InvalidResponse(
@@ -136,16 +162,36 @@ def parse_issued(payload: object, function_error: str | None = None) -> IssuedCe
     return issued
 
 
-def verify_issued(issued: IssuedCertificate, public_key: object) -> IssuedCertificate:
-    """Refuse a certificate that is not for our key or does not chain to the returned CAs."""
+# How far the CA's clock may be from ours before a certificate counts as not valid now.
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+def verify_issued(
+    issued: IssuedCertificate, public_key: object, now: datetime | None = None
+) -> IssuedCertificate:
+    """Refuse a certificate that is not for our key, does not chain to the returned CAs, or
+    (given ``now``) is not valid now: written to disk, an expired certificate would only make
+    the caller ask again at once, over and over."""
     leaf = issued.certificate
-    if public_key_bytes(leaf) != public_key_bytes(public_key):
+    try:
+        same_key = public_key_bytes(leaf) == public_key_bytes(public_key)
+    except Exception as error:  # a key type cryptography cannot load
+        raise InvalidResponse(
+            f"CA returned a certificate whose key cannot be read: {error}"
+        ) from error
+    if not same_key:
         raise InvalidResponse("CA returned a certificate whose public key is not the CSR's key")
     issuers = [
-        x509.load_pem_x509_certificate(issued.issuing_ca_pem),
-        x509.load_pem_x509_certificate(issued.root_ca_pem),
+        _load(issued.issuing_ca_pem, "Base64IssuingCaCertificate"),
+        _load(issued.root_ca_pem, "Base64RootCaCertificate"),
     ]
     problem = chain_problem(leaf, issuers)
     if problem:
         raise InvalidResponse(f"CA returned a certificate that does not verify: {problem}")
+    if now is not None and not (issued.not_before - CLOCK_SKEW <= now < issued.not_after):
+        raise InvalidResponse(
+            f"CA returned a certificate valid from {issued.not_before.isoformat()} to "
+            f"{issued.not_after.isoformat()}, which is not valid now ({now.isoformat()}); "
+            "is the CA's clock (or this machine's) wrong?"
+        )
     return issued

@@ -14,9 +14,11 @@ from cryptography import x509
 
 from cacore import csr as csrs
 from cacore import exitcodes
-from cacore.certinfo import chain_problem, split_pem_certificates
+from cacore.certinfo import chain_problem, load_certificate, split_pem_certificates
+from cacore.config import check_endpoint_url
+from cacore.csr import MAX_CSR_BYTES
 from cacore.edge.cliopts import access_from_args, config_from_args
-from cacore.edge.files import write_file_atomic
+from cacore.edge.files import TooLarge, read_limited, unusable_folder, write_file_atomic
 from cacore.errors import CAError, InvalidRequest
 from cacore.request import DEFAULT_MAX_LIFETIME_DAYS, parse_sans
 from gitops import issuing, jsontext, report
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from gitops.ca_table import CATable
 
 _PUBLIC = 0o644  # everything in the tree and every fetched file is public material
+MAX_INPUT_BYTES = 1024 * 1024  # a CSR or a CA bundle given on the command line
 
 
 def _layout(root: Path, env: str) -> EnvLayout:
@@ -48,6 +51,11 @@ def _layout(root: Path, env: str) -> EnvLayout:
 
 def _existing_env(root: Path, env: str) -> EnvLayout:
     layout = _layout(root, env)
+    if layout.tls_json.is_dir():
+        raise UsageError(
+            f"--env: {display(layout.tls_json)} is a folder, not a file; move it away and run "
+            f"certs-gitops init --env {env}"
+        )
     if not layout.tls_json.is_file():
         raise UsageError(
             f"--env: {display(layout.tls_json)} does not exist; create it with "
@@ -85,6 +93,9 @@ def validate(
 def init(root: Path, env: str, ca_bundle: Path | None) -> tuple[int, str]:
     layout = _layout(root, env)
     created = []
+    for folder in (root, layout.directory, layout.csr_dir):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--root: {display(folder)} is a file, not a folder; move it away")
     layout.csr_dir.mkdir(parents=True, exist_ok=True)
     keep = layout.csr_dir / ".gitkeep"  # git keeps no empty folders
     files = {
@@ -100,7 +111,11 @@ def init(root: Path, env: str, ca_bundle: Path | None) -> tuple[int, str]:
             raise UsageError(f"--ca-bundle: {display(ca_bundle)} {found[0].message}")
         files[layout.ca_bundle] = data
     for path, content in files.items():
-        if path.exists():
+        if path.is_dir() and path != keep:
+            raise UsageError(
+                f"--env: {display(path)} is a folder, not a file; move it away and run init again"
+            )
+        if os.path.lexists(path):
             continue
         write_file_atomic(path, content, _PUBLIC)
         created.append(display(path))
@@ -109,11 +124,15 @@ def init(root: Path, env: str, ca_bundle: Path | None) -> tuple[int, str]:
     return exitcodes.OK, "created:\n" + "\n".join(f"  {name}" for name in created)
 
 
-def _read_input(path: Path, option: str) -> bytes:
+def _read_input(path: Path, option: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     try:
-        return path.read_bytes()
+        return read_limited(path, limit)
+    except TooLarge as error:
+        raise UsageError(f"{option}: {display(path)} is larger than {limit} bytes") from error
     except OSError as error:
-        raise UsageError(f"{option}: cannot read {display(path)}: {error.strerror}") from error
+        raise UsageError(
+            f"{option}: cannot read {display(path)}: {error.strerror or error}"
+        ) from error
 
 
 # --- add --------------------------------------------------------------------------------------
@@ -156,12 +175,13 @@ def new_entry(args: argparse.Namespace, csr: x509.CertificateSigningRequest, nam
 
 def add(args: argparse.Namespace) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
-    pem = _read_input(args.csr, "csr")
+    pem = _read_input(args.csr, "csr", MAX_CSR_BYTES)
     try:
         csr = csrs.read_csr(pem, display(args.csr))
     except InvalidRequest as error:
         raise UsageError(str(error)) from error
-    state = read_state(layout, args.max_lifetime_days)
+    state = read_state(layout, int(args.max_lifetime_days))
+    _refuse_unusable(state, layout.tls_json)
     if state.tls_text is None:  # pragma: no cover - _existing_env checked it
         raise UsageError(f"--env: {display(layout.tls_json)} is missing")
     name = args.name or csr_file_name(
@@ -204,11 +224,23 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
 # --- table and CA helpers -------------------------------------------------------------------
 
 
+def _refuse_unusable(state: EnvState, path: Path) -> None:
+    """Stop before editing a file of the tree that cannot be read as it is."""
+    problem = state.unusable.get(path)
+    if problem is not None:
+        raise GitopsError(
+            f"{display(path)}:{problem.line}:{problem.col}: {problem.message}; fix it first "
+            "(certs-gitops validate shows every problem)"
+        )
+
+
 def _table(args: argparse.Namespace, layout: EnvLayout) -> CATable:
     from gitops.ca_table import CATable
 
     name = args.table or table_name(check_project_name(args.project), layout.env)
-    return CATable(name, access_from_args(args), args.dynamodb_endpoint_url)
+    endpoint = check_endpoint_url(args.dynamodb_endpoint_url, "dynamodb_endpoint_url")
+    timeout = float(getattr(args, "timeout", 60))  # revoke has no --timeout: the table only
+    return CATable(name, access_from_args(args), endpoint, timeout=timeout)
 
 
 def _invoker(args: argparse.Namespace, layout: EnvLayout) -> LambdaTransport:
@@ -220,7 +252,7 @@ def _invoker(args: argparse.Namespace, layout: EnvLayout) -> LambdaTransport:
         or function_name(check_project_name(args.project), layout.env)
     )
     return LambdaTransport(
-        config_from_args(argparse.Namespace(**{**vars(args), "function": function}), "--")
+        config_from_args(argparse.Namespace(**{**vars(args), "function": function}))
     )
 
 
@@ -231,7 +263,7 @@ def _revoked_serials(
     ``validate`` reports it."""
     try:
         values = json.loads(state.revoked_texts.get(layout.revoked_json) or "[]")
-    except ValueError:
+    except (ValueError, RecursionError):
         return set()
     if not isinstance(values, list):
         return set()
@@ -247,7 +279,7 @@ def _revoked_serials(
 
 def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
-    state = read_state(layout, args.max_lifetime_days)
+    state = read_state(layout, int(args.max_lifetime_days))
     result = check_state(state)
     errors = [pr for pr in result.problems if pr.is_error]
     if errors:
@@ -263,7 +295,7 @@ def issue(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
         now,
         _revoked_serials(state, layout),
         args.dry_run,
-        args.max_lifetime_days,
+        int(args.max_lifetime_days),
     )
     failed = any(o.status == issuing.FAILED for o in outcomes)
     if args.format == "json":
@@ -333,7 +365,7 @@ def _ca_bundle(args: argparse.Namespace, layout: EnvLayout) -> tuple[bytes, str]
     if args.ca_bundle is not None:
         return _read_input(args.ca_bundle, "--ca-bundle"), display(args.ca_bundle)
     if layout.ca_bundle.is_file():
-        return layout.ca_bundle.read_bytes(), display(layout.ca_bundle)
+        return _read_input(layout.ca_bundle, "ca-bundle.pem"), display(layout.ca_bundle)
     from cacore.edge.client import CAClient
 
     try:
@@ -352,13 +384,13 @@ def order_bundle(leaf: x509.Certificate, bundle_pem: bytes) -> list[bytes]:
     """The bundle's certificates from the leaf's issuer up to the root, whatever order the file
     has (the CA publishes root first; a TLS chain and ``ca.crt`` go issuing first)."""
     blocks = split_pem_certificates(bundle_pem)
-    by_subject = {x509.load_pem_x509_certificate(b).subject: b for b in blocks}
+    by_subject = {load_certificate(b).subject: b for b in blocks}
     ordered: list[bytes] = []
     issuer = leaf.issuer
     while issuer in by_subject and len(ordered) < len(blocks):
         block = by_subject[issuer]
         ordered.append(block)
-        cert = x509.load_pem_x509_certificate(block)
+        cert = load_certificate(block)
         if cert.issuer == cert.subject:
             break
         issuer = cert.issuer
@@ -374,24 +406,27 @@ def fetch(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
             serial = parse_serial(args.serial)
         except ValueError as error:
             raise UsageError(f"--serial: {error}") from error
+    out = args.out or Path(csr_file_name(args.common_name)[: -len(".csr")])
+    unusable = unusable_folder(out)  # before the table is read: say it at once
+    if unusable is not None:
+        raise UsageError(f"--out: {display(out)} is {unusable.strerror}; choose a folder")
     records = _table(args, layout).records(args.common_name)
     revoked = _revoked_serials(state, layout, args.common_name)
     record = _pick(records, serial, now, revoked, args.common_name)
     leaf_pem = record.certificate_pem or b""
-    leaf = x509.load_pem_x509_certificate(leaf_pem)
+    leaf = load_certificate(leaf_pem)
     bundle_pem, source = _ca_bundle(args, layout)
     try:
         chain = order_bundle(leaf, bundle_pem)
     except ValueError as error:
         raise GitopsError(f"CA bundle from {source} does not parse: {error}") from error
-    issuers = [x509.load_pem_x509_certificate(b) for b in chain]
+    issuers = [load_certificate(b) for b in chain]
     problem = chain_problem(leaf, issuers) if chain else "its issuer is not in the bundle"
     if problem:
         raise GitopsError(
             f"serial {record.serial} does not chain to the CA bundle from {source}: {problem}; "
             "is the bundle for this environment?"
         )
-    out = args.out or Path(csr_file_name(args.common_name)[: -len(".csr")])
     files = {
         "certificate.pem": leaf_pem,
         "chain.pem": leaf_pem + chain[0],
@@ -429,6 +464,7 @@ def revoke(args: argparse.Namespace, now: datetime) -> tuple[int, str]:
     except ValueError as error:
         raise UsageError(f"serial: {error}") from error
     state = read_state(layout)
+    _refuse_unusable(state, layout.revoked_json)
     text = state.revoked_texts.get(layout.revoked_json)
     if text is None:
         text = "[]\n"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cacore.edge.client import CAClient, Invoker
-from cacore.errors import CAError, CARefused
+from cacore.errors import CAError, CARefused, ConfigurationError
 from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 from gitops.records import IssuedRecord, with_public_key
 from gitops.schema import to_request
@@ -152,13 +152,16 @@ def run(
 
 def _issue(entry: CheckedEntry, invoker: Invoker, max_lifetime_days: int) -> Outcome:
     try:
-        client = CAClient(invoker, max_lifetime_days=max_lifetime_days)
+        # The CA has recorded what it issued: shown with its dates, never refused for them.
+        client = CAClient(invoker, max_lifetime_days=max_lifetime_days, now=lambda: None)
         issued = client.issue_csr(to_request(entry.entry), entry.csr_pem)
     except CARefused as error:
         if _KEY_REUSED in error.message:
             detail = f"CA refused: {error.message} (issued before; pass --table to see its serial)"
             return _outcome(entry, ALREADY_ISSUED, detail)
         return _outcome(entry, FAILED, f"CA refused: {error.message}")
+    except ConfigurationError:
+        raise  # no credentials, a role that cannot be assumed: every other entry would fail too
     except CAError as error:
         return _outcome(entry, FAILED, f"{error.reason}: {error}")
     not_after = issued.not_after.strftime("%Y-%m-%d %H:%M:%S")

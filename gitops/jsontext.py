@@ -4,6 +4,7 @@ cause, where each key and item sits (so every finding can point at a line), dupl
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Callable
@@ -12,7 +13,6 @@ from dataclasses import dataclass, field
 Path = tuple[int | str, ...]
 
 _WS = " \t\n\r"
-_DECODER = json.JSONDecoder()
 # The stdlib's string scanner (a public name of json.decoder, missing from typeshed).
 scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
@@ -39,8 +39,58 @@ class Document:
 
 
 def line_col(text: str, index: int) -> tuple[int, int]:
+    """Line and column (from 1) of ``index``; for one lookup (``Lines`` for many)."""
     line = text.count("\n", 0, index) + 1
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+class Lines:
+    """Line and column of any index in O(log lines), after one pass over the text: a finding
+    per entry must not rescan the file each time (validate stays linear in the file's size)."""
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def line_col(self, index: int) -> tuple[int, int]:
+        line = bisect.bisect_right(self.starts, index)
+        return line, index - self.starts[line - 1] + 1
+
+
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+_SAVE_AS_UTF8 = "save it as UTF-8 (without a byte-order mark)"
+
+
+def decode(data: bytes) -> str | SyntaxProblem:
+    """The text of a file that should be UTF-8, or what it is instead (UTF-16 or UTF-32, another
+    encoding such as Latin-1, a binary file), with the fix."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return SyntaxProblem(1, 1, f"is {name} text; {_SAVE_AS_UTF8}")
+    if b"\0" in data:
+        # every other byte zero, the others not: ASCII text in UTF-16 without a byte-order mark
+        half = len(data) // 2 or 1
+        zeros = sorted((data[0::2].count(0), data[1::2].count(0)))
+        if zeros[1] > 0.6 * half and zeros[0] < 0.05 * half:
+            return SyntaxProblem(
+                1, 1, f"looks like UTF-16 text (no byte-order mark); {_SAVE_AS_UTF8}"
+            )
+        return SyntaxProblem(1, 1, "holds NUL bytes: a binary file, not JSON text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        text = data[: error.start].decode("utf-8", "replace")
+        line, col = line_col(text, len(text))
+        return SyntaxProblem(
+            line,
+            col,
+            f"is not UTF-8: byte 0x{data[error.start]:02x} cannot start a character here (Latin-1 "
+            f"or Windows-1252 text?); {_SAVE_AS_UTF8}",
+        )
 
 
 def parse(text: str) -> Document | SyntaxProblem:
@@ -49,13 +99,23 @@ def parse(text: str) -> Document | SyntaxProblem:
         return SyntaxProblem(
             1, 1, "file starts with a byte-order mark; save it as UTF-8 without BOM"
         )
+    if "\0" in text:
+        line, col = line_col(text, text.index("\0"))
+        return SyntaxProblem(line, col, "holds a NUL byte: a binary file, not JSON text")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
         return SyntaxProblem(error.lineno, error.colno, _explain(text, error))
+    except RecursionError:
+        return SyntaxProblem(1, 1, f"JSON nested too deeply; {_SHAPE}")
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        return SyntaxProblem(1, 1, f"JSON value cannot be read: {error}")
     doc = Document(value)
-    _walk(text, _skip_ws(text, 0), (), doc)
+    _walk(text, doc)
     return doc
+
+
+_SHAPE = "the file is a flat array of entries [{...}, ...]"
 
 
 def _explain(text: str, error: json.JSONDecodeError) -> str:
@@ -80,57 +140,72 @@ def _explain(text: str, error: json.JSONDecodeError) -> str:
     return base
 
 
-def _skip_ws(text: str, index: int) -> int:
-    while index < len(text) and text[index] in _WS:
-        index += 1
-    return index
+# One token of JSON text already known to be valid: a string, a structural character, or a
+# scalar (number, true, false, null). Strings use the unrolled-loop form, linear in their length.
+_TOKEN = re.compile(r'\s*(?:("[^"\\]*(?:\\.[^"\\]*)*")|([{}\[\]:,])|([^\s{}\[\]:,"]+))', re.S)
 
 
-def _walk(text: str, index: int, path: Path, doc: Document) -> int:
-    """Record positions below ``path`` for the (already known valid) value at ``index``;
-    return the index just after it."""
-    doc.positions.setdefault(path, line_col(text, index))
-    char = text[index]
-    if char == "{":
-        seen: set[str] = set()
-        index = _skip_ws(text, index + 1)
-        if text[index] == "}":
-            return index + 1
-        while True:
-            key_at = index
-            key, index = scanstring(text, index + 1)
-            line, col = line_col(text, key_at)
-            duplicate = key in seen
-            seen.add(key)
-            if duplicate:
-                doc.duplicate_keys.append(((*path, key), line, col))
-            else:
-                doc.positions[(*path, key)] = (line, col)
-            index = _skip_ws(text, index)  # at ':'
-            index = _skip_ws(text, index + 1)
-            # json keeps the last duplicate's value, but findings point at the first key: walk a
-            # duplicate's value under a path nothing asks for
-            index = _walk(
-                text, index, (*path, "\0duplicate", key) if duplicate else (*path, key), doc
-            )
-            index = _skip_ws(text, index)
-            if text[index] == "}":
-                return index + 1
-            index = _skip_ws(text, index + 1)  # past ','
-    if char == "[":
-        index = _skip_ws(text, index + 1)
-        if text[index] == "]":
-            return index + 1
-        item = 0
-        while True:
-            index = _walk(text, index, (*path, item), doc)
-            index = _skip_ws(text, index)
-            if text[index] == "]":
-                return index + 1
-            index = _skip_ws(text, index + 1)
-            item += 1
-    _, end = _DECODER.raw_decode(text, index)
-    return end
+def _walk(text: str, doc: Document) -> None:
+    """Record where every key and item of ``text`` (valid JSON) starts, and every duplicate key.
+
+    One left-to-right pass over tokens with an explicit stack: no recursion (depth is the
+    decoder's concern) and no rescanning, so a file of 100,000 entries costs 100,000 entries."""
+    starts = Lines(text).starts
+    last = len(starts) - 1
+    line = 0  # index into starts of the line holding the current token; tokens only move forward
+
+    def line_col(index: int) -> tuple[int, int]:
+        nonlocal line
+        while line < last and starts[line + 1] <= index:
+            line += 1
+        return line + 1, index - starts[line] + 1
+
+    positions = doc.positions
+    stack: list[tuple[Path, set[str] | list[int]]] = []  # (path, seen keys | [item index])
+    value_path: Path = ()
+    expect_key = False
+    for match in _TOKEN.finditer(text):
+        string, punct = match.group(1), match.group(2)
+        if string is not None:
+            start = match.start(1)
+            if expect_key:
+                base, seen = stack[-1]
+                assert isinstance(seen, set)
+                key, _ = scanstring(text, start + 1)
+                if key in seen:
+                    doc.duplicate_keys.append(((*base, key), *line_col(start)))
+                    # json keeps the last duplicate's value, but findings point at the first
+                    # key: the duplicate's value goes under a path nothing asks for
+                    value_path = (*base, "\0duplicate", key)
+                else:
+                    seen.add(key)
+                    value_path = (*base, key)
+                    positions[value_path] = line_col(start)
+                expect_key = False
+            elif value_path not in positions:
+                positions[value_path] = line_col(start)
+        elif punct is not None:
+            if punct == "{" or punct == "[":
+                if value_path not in positions:
+                    positions[value_path] = line_col(match.start(2))
+                if punct == "{":
+                    stack.append((value_path, set()))
+                    expect_key = True
+                else:
+                    stack.append((value_path, [0]))
+                    value_path = (*value_path, 0)
+            elif punct == "}" or punct == "]":
+                stack.pop()
+                expect_key = False
+            elif punct == ",":
+                base, seen = stack[-1]
+                if isinstance(seen, set):
+                    expect_key = True
+                else:
+                    seen[0] += 1
+                    value_path = (*base, seen[0])
+        elif value_path not in positions:
+            positions[value_path] = line_col(match.start(3))
 
 
 def format_path(path: Path) -> str:

@@ -16,7 +16,6 @@ CSR_DIR = "csrs"
 # Optional: the CA's published <project>-ca-bundle-<env>.pem, committed so that `fetch` can hand
 # partners a bundle without relying on the Lambda's ca_chain_only (broken upstream).
 CA_BUNDLE = "ca-bundle.pem"
-MAX_CSR_BYTES = 64 * 1024
 
 _ENV = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -63,9 +62,11 @@ def csr_file_name(common_name: str) -> str:
 def display(path: Path) -> str:
     """The path as the user would type it from here, for messages and CI annotations."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:
         return str(path)
+    # Outside this folder the absolute path reads better than a climb (../../dev/zero).
+    return os.path.abspath(path) if relative.split(os.sep, 1)[0] == os.pardir else relative
 
 
 @dataclass(frozen=True)
@@ -105,4 +106,10 @@ def environments(root: Path) -> list[str]:
     """Every folder under ``root`` holding a tls.json, sorted."""
     if not root.is_dir():
         return []
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and (d / TLS_JSON).is_file())
+    # Any tls.json counts, even one that is a folder or unreadable: validate reports it rather
+    # than skip the environment silently.
+    try:
+        folders = [d for d in root.iterdir() if d.is_dir()]
+    except OSError:
+        return []
+    return sorted(d.name for d in folders if os.path.lexists(d / TLS_JSON))

@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
 
 from cacore import exitcodes
-from cacore.edge.cliopts import add_aws_arguments, add_ca_arguments
+from cacore.edge import cli
+from cacore.edge.cliopts import (
+    OneLineParser,
+    add_aws_arguments,
+    add_ca_arguments,
+    add_max_lifetime_argument,
+    as_flags,
+)
 from cacore.errors import CAError, ConfigurationError, InvalidRequest
-from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
+from cacore.text import for_terminal
 from gitops import commands
 from gitops.errors import GitopsError, UsageError
 from gitops.report import FORMATS
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # one line naming the problem and where help is, exit 2 (argparse prints the usage block)
-        self.exit(exitcodes.USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+PROG = "certs-gitops"
+_Parser = OneLineParser
 
 
 def _common(parser: argparse.ArgumentParser, env_required: bool = True) -> None:
@@ -54,18 +56,16 @@ def _table_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--dynamodb-endpoint-url",
-        default=None,
-        help="DynamoDB endpoint (boto3 also reads AWS_ENDPOINT_URL_DYNAMODB)",
+        # Read here rather than left to boto3, so a bad value is refused before anything else.
+        default=os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL"),
+        help="DynamoDB endpoint (env AWS_ENDPOINT_URL_DYNAMODB)",
     )
 
 
 def _max_lifetime_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--max-lifetime-days",
-        type=int,
-        default=int(os.environ.get("CA_MAX_LIFETIME_DAYS") or DEFAULT_MAX_LIFETIME_DAYS),
-        metavar="DAYS",
-        help="the CA's MAX_CERT_LIFETIME (default 365, env CA_MAX_LIFETIME_DAYS): longer "
+    add_max_lifetime_argument(
+        parser,
+        "the CA's MAX_CERT_LIFETIME (default 365, env CA_MAX_LIFETIME_DAYS): longer "
         "lifetimes are findings, as the CA would cap them silently",
     )
 
@@ -149,11 +149,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run(PROG, lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = parser().parse_args(argv)
     now = datetime.now(UTC)
     try:
         if args.command == "validate":
-            code, text = commands.validate(args.root, args.env, args.format, args.max_lifetime_days)
+            code, text = commands.validate(
+                args.root, args.env, args.format, int(args.max_lifetime_days)
+            )
         elif args.command == "init":
             code, text = commands.init(args.root, args.env, args.ca_bundle)
         elif args.command == "add":
@@ -164,15 +170,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             code, text = commands.fetch(args, now)
         else:
             code, text = commands.revoke(args, now)
-    except (UsageError, ConfigurationError, InvalidRequest) as error:
-        print(f"certs-gitops: error: {error}", file=sys.stderr)
+    except ConfigurationError as error:
+        cli.say(PROG, f"error: {as_flags(error)}")
+        return exitcodes.USAGE
+    except (UsageError, InvalidRequest) as error:
+        cli.say(PROG, f"error: {error}")
         return exitcodes.USAGE
     except (GitopsError, CAError) as error:
         reason = f" ({error.reason})" if isinstance(error, CAError) else ""
-        print(f"certs-gitops: error{reason}: {error}", file=sys.stderr)
+        cli.say(PROG, f"error{reason}: {error}")
         return exitcodes.for_error(error)
+    except OSError as error:  # a file of the tree or an output that cannot be written
+        where = f"{error.filename}: " if error.filename else ""
+        cli.say(PROG, f"error: {where}{error.strerror or error}; nothing more was done")
+        return exitcodes.FAILED
     if text:
-        print(text)
+        print(for_terminal(text))
     return code
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
 
+from cacore.certinfo import load_certificate
 from cacore.keys import public_key_bytes
 
 
@@ -32,7 +34,7 @@ class IssuedRecord:
     def certificate(self) -> x509.Certificate | None:
         if self.certificate_pem is None:
             return None
-        return x509.load_pem_x509_certificate(self.certificate_pem)
+        return load_certificate(self.certificate_pem)
 
     def public_key(self) -> bytes | None:
         cert = self.certificate
@@ -70,7 +72,7 @@ def certificate_pem(raw: object) -> bytes:
             data = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError) as error:
             raise ValueError(f"Certificate is neither PEM nor base64 of PEM: {error}") from error
-    x509.load_pem_x509_certificate(data)
+    load_certificate(data)
     return data
 
 
@@ -119,14 +121,15 @@ def with_public_key(records: Iterable[IssuedRecord], public_key: bytes) -> list[
 def parse_serial(text: str) -> str:
     """A serial as the table keys it (decimal), from decimal, ``0x`` hex or ``3a:5f:..`` hex."""
     cleaned = text.strip().lower()
+    # Digits only: int() alone would also take a sign, underscores and other scripts' digits.
     try:
-        if cleaned.startswith("0x"):
+        if re.fullmatch(r"0x[0-9a-f]+", cleaned):
             return str(int(cleaned[2:], 16))
-        if ":" in cleaned:
+        if re.fullmatch(r"[0-9a-f]{1,2}(:[0-9a-f]{1,2})+", cleaned):
             return str(int(cleaned.replace(":", ""), 16))
-        if cleaned.isdigit():
+        if re.fullmatch(r"[0-9]+", cleaned):
             return str(int(cleaned))
-    except ValueError:
+    except ValueError:  # more digits than Python converts (4300)
         pass
     raise ValueError(
         f"{text!r} is not a serial number; give it in decimal as the DynamoDB table shows it, "

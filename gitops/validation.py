@@ -7,18 +7,22 @@ the very same checks on the tree it is about to write.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
 
 from cacore import csr as csrs
+from cacore.certinfo import load_certificates
+from cacore.csr import MAX_CSR_BYTES
+from cacore.edge.files import TooLarge, read_limited
 from cacore.errors import InvalidRequest
 from cacore.keys import public_key_bytes
 from cacore.request import DEFAULT_MAX_LIFETIME_DAYS
 from gitops import jsontext
 from gitops import problems as p
-from gitops.layout import CA_BUNDLE, MAX_CSR_BYTES, EnvLayout, display
+from gitops.layout import CA_BUNDLE, EnvLayout, display
 from gitops.schema import Finding, check_entry, check_revoked_entry
 
 
@@ -32,6 +36,9 @@ class EnvState:
     csrs: dict[str, bytes] = field(default_factory=dict)
     ca_bundle: bytes | None = None
     max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS  # the CA's MAX_CERT_LIFETIME
+    # Files that exist but cannot be used as they are (a folder, unreadable, not UTF-8 text),
+    # with where and why; their text above is None.
+    unusable: dict[Path, jsontext.SyntaxProblem] = field(default_factory=dict)
 
     def with_changes(self, tls_text: str, csr_name: str, csr_pem: bytes) -> EnvState:
         return replace(self, tls_text=tls_text, csrs={**self.csrs, csr_name: csr_pem})
@@ -64,31 +71,84 @@ class Result:
 Problem = p.Problem
 
 
-def _read_text(path: Path) -> str | None:
+# Larger than any real tls.json (100,000 entries are about 20 MB); beyond it, not read at all.
+MAX_JSON_BYTES = 256 * 1024 * 1024
+MAX_BUNDLE_BYTES = 1024 * 1024
+
+
+def _read(path: Path, limit: int, unusable: dict[Path, jsontext.SyntaxProblem]) -> bytes | None:
+    """The file's bytes, None when it does not exist; a file that exists but cannot be read as
+    a file (a folder, no permission, too large) is recorded in ``unusable`` instead."""
     try:
-        return path.read_text(encoding="utf-8")
+        return read_limited(path, limit)
     except FileNotFoundError:
+        if path.is_symlink():
+            unusable[path] = jsontext.SyntaxProblem(
+                1, 1, f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+            )
         return None
+    except IsADirectoryError:
+        unusable[path] = jsontext.SyntaxProblem(1, 1, "is a folder, not a file; replace it")
+    except TooLarge:
+        unusable[path] = jsontext.SyntaxProblem(1, 1, f"is larger than {limit} bytes")
+    except OSError as error:
+        unusable[path] = jsontext.SyntaxProblem(
+            1, 1, f"cannot be read: {error.strerror or error}; check its permissions"
+        )
+    return None
+
+
+def _read_text(path: Path, unusable: dict[Path, jsontext.SyntaxProblem]) -> str | None:
+    data = _read(path, MAX_JSON_BYTES, unusable)
+    if data is None:
+        return None
+    text = jsontext.decode(data)
+    if isinstance(text, jsontext.SyntaxProblem):
+        unusable[path] = text
+        return None
+    return text
 
 
 def read_state(layout: EnvLayout, max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS) -> EnvState:
+    unusable: dict[Path, jsontext.SyntaxProblem] = {}
     csr_files: dict[str, bytes] = {}
-    if layout.csr_dir.is_dir():
-        for entry in sorted(layout.csr_dir.iterdir()):
-            if entry.is_file() and not entry.name.startswith("."):
-                with entry.open("rb") as handle:
-                    csr_files[entry.name] = handle.read(MAX_CSR_BYTES + 1)
-    bundle = layout.ca_bundle.read_bytes() if layout.ca_bundle.is_file() else None
+    try:
+        listing = sorted(layout.csr_dir.iterdir()) if layout.csr_dir.is_dir() else []
+    except OSError as error:
+        listing = []
+        unusable[layout.csr_dir] = jsontext.SyntaxProblem(
+            1, 1, f"cannot be listed: {error.strerror or error}; check its permissions"
+        )
+    if layout.csr_dir.exists() and not layout.csr_dir.is_dir():
+        unusable[layout.csr_dir] = jsontext.SyntaxProblem(
+            1, 1, "is a file, not the folder of CSRs; move it away and create the folder"
+        )
+    for entry in listing:
+        if entry.name.startswith("."):
+            continue
+        data = _read(entry, MAX_CSR_BYTES, unusable)
+        if data is not None:
+            csr_files[entry.name] = data
+    bundle = _read(layout.ca_bundle, MAX_BUNDLE_BYTES, unusable)
     return EnvState(
         layout=layout,
-        tls_text=_read_text(layout.tls_json),
+        tls_text=_read_text(layout.tls_json, unusable),
         revoked_texts={
-            path: _read_text(path) for path in (layout.revoked_json, layout.revoked_root_json)
+            path: _read_text(path, unusable)
+            for path in (layout.revoked_json, layout.revoked_root_json)
         },
         csrs=csr_files,
         ca_bundle=bundle,
         max_lifetime_days=max_lifetime_days,
+        unusable=unusable,
     )
+
+
+def _unusable(state: EnvState, path: Path, code: str = p.FILE_UNREADABLE) -> Problem | None:
+    found = state.unusable.get(path)
+    if found is None:
+        return None
+    return Problem(display(path), found.message, code, line=found.line, col=found.col)
 
 
 def _locate(file: str, doc: jsontext.Document, findings: list[Finding]) -> list[Problem]:
@@ -140,7 +200,10 @@ def check_state(state: EnvState) -> Result:
     tls_file = display(layout.tls_json)
     problems: list[Problem] = []
     entries: list[CheckedEntry] = []
-    if state.tls_text is None:
+    unusable_tls = _unusable(state, layout.tls_json)
+    if unusable_tls is not None:
+        problems.append(unusable_tls)
+    elif state.tls_text is None:
         problems.append(
             Problem(
                 tls_file,
@@ -157,6 +220,15 @@ def check_state(state: EnvState) -> Result:
     for path, text in state.revoked_texts.items():
         if text is not None:
             problems += _check_revoked(display(path), text)
+    for path, code in (
+        (layout.revoked_json, p.FILE_UNREADABLE),
+        (layout.revoked_root_json, p.FILE_UNREADABLE),
+        (layout.csr_dir, p.FILE_UNREADABLE),
+        (layout.ca_bundle, p.CA_BUNDLE),
+    ):
+        unusable = _unusable(state, path, code)
+        if unusable is not None:
+            problems.append(unusable)
     if state.ca_bundle is not None:
         problems += _check_ca_bundle(display(layout.directory / CA_BUNDLE), state.ca_bundle)
     return Result(problems, entries)
@@ -179,7 +251,9 @@ def _check_tls(state: EnvState, doc: jsontext.Document) -> tuple[list[Problem], 
     problems += _duplicates(tls_file, doc, values, candidates)
     flagged = {pr.field for pr in problems if pr.is_error and pr.code == p.DUPLICATE}
     entries = [c for c in candidates if f"[{c.index}]" not in flagged]
-    referenced = {e.get("csr_file") for e in values if isinstance(e, dict)}
+    referenced = {
+        e["csr_file"] for e in values if isinstance(e, dict) and isinstance(e.get("csr_file"), str)
+    }
     for name in sorted(set(state.csrs) - referenced):
         problems.append(
             Problem(
@@ -200,8 +274,14 @@ def _check_csr(
     name = entry["csr_file"]
     tls_file = display(state.layout.tls_json)
     line, col = doc.position((index, "csr_file"))
+    unreadable = state.unusable.get(state.layout.csr(name))
+    if unreadable is not None:
+        message = f"{unreadable.message} (entry [{index}])"
+        return [
+            Problem(display(state.layout.csr(name)), message, p.CSR_UNREADABLE, field=f"[{index}]")
+        ], None
     if name not in state.csrs:
-        close = difflib.get_close_matches(name, list(state.csrs), n=1, cutoff=0.6)
+        close = _close_csr_names(name, state.csrs)
         hint = f"; did you mean {close[0]!r}?" if close else f"; add the partner's CSR as {name}"
         message = f"{display(state.layout.csr(name))} does not exist{hint}"
         return [
@@ -225,18 +305,12 @@ def _check_csr(
         csr = csrs.read_csr(data, name)
     except InvalidRequest as error:
         return [at_csr(error.message.split(": ", 1)[-1], p.CSR_UNREADABLE)], None
-    problems: list[Problem] = []
-    if not csrs.signature_valid(csr):
-        problems.append(
-            at_csr(
-                "signature does not verify: the CSR was altered or not signed with its own key; "
-                "ask the partner for a fresh CSR",
-                p.CSR_SIGNATURE,
-            )
-        )
-    key_problem = csrs.key_problem(csr)
-    if key_problem:
-        problems.append(at_csr(key_problem, p.KEY_NOT_ALLOWED))
+    codes = {
+        csrs.SIGNATURE: p.CSR_SIGNATURE,
+        csrs.KEY: p.KEY_NOT_ALLOWED,
+        csrs.NO_COMMON_NAME: p.CSR_NO_COMMON_NAME,
+    }
+    problems = [at_csr(message, codes[check]) for check, message in csrs.csr_problems(csr)]
     subject = csrs.subject_fields(csr)
     csr_name = subject.get("common_name")
     entry_name = entry.get("common_name")
@@ -276,6 +350,20 @@ def _check_csr(
             )
         )
     return problems, csr
+
+
+# Above this many CSR files a fuzzy "did you mean" per missing file would make validate
+# quadratic; a case-insensitive match is still offered.
+_FUZZY_SUGGESTIONS_UP_TO = 500
+
+
+def _close_csr_names(name: str, present: dict[str, bytes]) -> list[str]:
+    if not present:
+        return []
+    if len(present) <= _FUZZY_SUGGESTIONS_UP_TO:
+        return difflib.get_close_matches(name, list(present), n=1, cutoff=0.6)
+    lowered = name.lower()
+    return [other for other in present if other.lower() == lowered][:1]
 
 
 def _duplicates(
@@ -357,11 +445,14 @@ def _check_revoked(file: str, text: str) -> list[Problem]:
 
 def _check_ca_bundle(file: str, data: bytes) -> list[Problem]:
     try:
-        certificates = x509.load_pem_x509_certificates(data)
-    except ValueError as error:
-        return [
-            Problem(file, f"is not a PEM certificate bundle: {error}", p.CA_BUNDLE, line=1, col=1)
-        ]
+        certificates = load_certificates(data)
+    except ValueError:
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            why = "holds no -----BEGIN CERTIFICATE----- block"
+        else:  # cryptography only says "Unable to load PEM file" and links its FAQ
+            why = "a certificate in it is cut short or damaged"
+        message = f"is not a PEM certificate bundle: {why}; use the CA's published bundle"
+        return [Problem(file, message, p.CA_BUNDLE, line=1, col=1)]
     for cert in certificates:
         try:
             is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

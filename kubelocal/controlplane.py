@@ -264,6 +264,30 @@ class ControlPlane:
     def check_alive(self) -> None:
         procs.check_alive(self._procs)
 
+    def component(self, name: str) -> Process:
+        for proc in self._procs:
+            if proc.name == name:
+                return proc
+        raise KeyError(f"no {name} in this control plane")
+
+    def crash(self, name: str) -> None:
+        """A crash of one component (the fault tests' etcd or kube-apiserver): SIGKILL its
+        process group and reap it."""
+        proc = self.component(name)
+        procs.signal_group(proc, signal.SIGKILL)
+        proc.popen.wait(30)
+
+    def restart(self, name: str) -> None:
+        """Start a crashed component again with the same flags, ports and data (the caller
+        waits for what it needs: /readyz for the API server)."""
+        proc = self.component(name)
+        if proc.popen.poll() is None:
+            raise KubeError(f"{name} is still running")
+        argv = proc.popen.args
+        assert isinstance(argv, list)  # spawn() always starts an argv list
+        self._procs[self._procs.index(proc)] = spawn(name, argv, self.workdir)
+        self._record_pids()
+
     def _wait_ready(self, pki: Pki, started: float, timeout: float) -> None:
         ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
         ctx.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))

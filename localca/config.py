@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_FUNCTION_NAME = "serverless-tls-cert-dev"
 DEFAULT_REGION = "us-east-1"
@@ -56,7 +58,7 @@ class Config:
     sts_endpoint: str | None = None
 
     def validate(self) -> None:
-        if not self.function_name or "/" in self.function_name or ":" in self.function_name:
+        if not _FUNCTION_NAME.match(self.function_name):
             raise ConfigError(
                 f"function_name {self.function_name!r} is invalid: give a plain name such as "
                 f"{DEFAULT_FUNCTION_NAME}"
@@ -78,11 +80,38 @@ class Config:
                 raise ConfigError(f"{name} {seconds} is out of range: use 0.1 to 3600 seconds")
         if not self.credentials:
             raise ConfigError("credentials is empty: give at least one access key id and secret")
+        if not _REGION.match(self.region):
+            raise ConfigError(f"region {self.region!r} is invalid: give one such as us-east-1")
+        for name in ("dynamodb_endpoint", "sts_endpoint"):
+            url = getattr(self, name)
+            if url is not None and not _usable_url(url):
+                raise ConfigError(
+                    f"{name} {url!r} is not an http(s) URL with a port from 1 to 65535: give "
+                    "one such as http://127.0.0.1:5000"
+                )
+        if self.csr_dir is not None and self.csr_dir.exists() and not self.csr_dir.is_dir():
+            raise ConfigError(f"csr_dir {self.csr_dir} is not a directory: give the CSR folder")
         if not self.allow_remote and not is_loopback(self.host):
             raise ConfigError(
                 f"host {self.host!r} is not a loopback address: use 127.0.0.1 or pass "
                 "--allow-remote"
             )
+
+
+# Lambda's own rules for a function name, and the shape of AWS region names.
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+
+
+def _usable_url(url: str) -> bool:
+    """An http(s) URL whose host and port parse: a bad one would fail every request later, as
+    an internal error, instead of the start."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is no number or out of range
+    except ValueError:  # also an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
 
 
 def is_loopback(host: str) -> bool:

@@ -24,6 +24,9 @@ class HealthServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            # A client that opens a connection and says nothing must not hold a thread for ever.
+            timeout = 10
+
             def do_GET(self) -> None:  # noqa: N802 - the http.server hook name
                 status, body, kind = owner.respond(self.path.split("?", 1)[0])
                 data = body.encode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -20,37 +21,74 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from cacore import exitcodes
-from cacore.edge import jsonlog
-from sidecar.settings import Settings, SettingsError, load
+from cacore.edge import cli, jsonlog
+from cacore.edge.cli import Terminated, sigterm_raises
+from cacore.text import printable
+from sidecar.settings import Settings, SettingsError, label, load
 
 if TYPE_CHECKING:
     from sidecar.loop import RenewalLoop
 
 log = logging.getLogger("sidecar")
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = exitcodes.OK, exitcodes.FAILED, exitcodes.USAGE
-STOP_GRACE_SECONDS = 0.8  # SIGTERM must end the process within a second
+STOP_GRACE_SECONDS = 0.5  # SIGTERM must end the process within a second
+ONCE_GRACE_SECONDS = 1.0  # past CERT_SIDECAR_ONCE_TIMEOUT, for the loop to report its last failure
+INTERNAL_ERROR = "InternalError"
 
 
 def check(settings: Settings) -> int:
-    from cacore.edge.files import read_credential_set
-    from sidecar.observe import observe
+    from cacore.edge.files import UnreadableSet, read_credential_set
+    from sidecar.observe import observe, unreadable
     from sidecar.policy import readiness_problem, subject_mismatch
 
-    observed = observe(read_credential_set(settings.output_dir), settings.names)
+    try:
+        observed = observe(read_credential_set(settings.output_dir), settings.names)
+    except UnreadableSet as error:
+        observed = unreadable(str(error))
     problem = readiness_problem(observed, datetime.now(UTC))
     if problem is None and settings.request is not None:
         assert observed.certificate is not None  # a ready set has a certificate
         problem = subject_mismatch(observed.certificate, settings.request)
     if problem:
-        print(
-            f"not ready: {problem.reason}: {problem.message} ({settings.output_dir})",
-            file=sys.stderr,
-        )
+        say(f"not ready: {problem.reason}: {problem.message} ({settings.output_dir})")
         return EXIT_NOT_READY
     cert = observed.certificate
     assert cert is not None
-    print(f"ok: {cert.subject.rfc4514_string()} valid until {cert.not_valid_after_utc.isoformat()}")
+    print(
+        printable(
+            f"ok: {cert.subject.rfc4514_string()} valid until "
+            f"{cert.not_valid_after_utc.isoformat()}",
+            2000,
+        )
+    )
     return EXIT_OK
+
+
+def say(message: str) -> None:
+    """One line on stderr, made safe for a terminal (it may quote a certificate or the CA)."""
+    print(f"cert-sidecar: {printable(message, 2000)}", file=sys.stderr, flush=True)
+
+
+def preflight(settings: Settings) -> str | None:
+    """Settings that cannot work with this process's powers, refused before anything is asked
+    of the CA: files it could not give away or could not read back would be issued once and
+    never renewed."""
+    from cacore.credentials import ownership_problem
+    from cacore.edge.process import current_process
+
+    command = settings.reload.command
+    if command and shutil.which(command[0]) is None:
+        # It runs in this container: a program that is not here would fail after every renewal.
+        return (
+            f"{label('reload_command')}: {command[0]!r} is not an executable program in this "
+            "container (checked on PATH); give its full path, or a command the image has"
+        )
+    found = ownership_problem(settings.ownership, current_process())
+    if found is None:
+        return None
+    setting, message = found
+    related = {"uid": "uid", "gid": "gid", "key_mode": "key_mode", "file_mode": "file_mode"}
+    return f"{label(related.get(setting, setting))}: {message}"
 
 
 def _make_loop(settings: Settings) -> RenewalLoop:
@@ -70,13 +108,46 @@ def _make_loop(settings: Settings) -> RenewalLoop:
 
 
 def once(settings: Settings) -> int:
+    """Issue if needed and exit. The loop runs on a worker thread while this one waits, so
+    ``CERT_SIDECAR_ONCE_TIMEOUT`` holds even while a CA call hangs, and Ctrl-C or SIGTERM end
+    the process at once with one log line (130, 143)."""
     loop = _make_loop(settings)
-    ok, message = loop.once(settings.once_timeout)
-    if not ok:
-        log.error("no certificate in place", extra={"fields": {"error": message}})
-        print(f"cert-sidecar: {message}", file=sys.stderr)
-        return EXIT_NOT_READY
-    return EXIT_OK
+    stop = threading.Event()
+    result: list[tuple[bool, str]] = []
+
+    def body() -> None:
+        try:
+            result.append(loop.once(settings.once_timeout, stop))
+        except Exception as error:  # reported by the waiting thread
+            result.append((False, f"{INTERNAL_ERROR}: {type(error).__name__}: {error}"))
+
+    worker = threading.Thread(target=body, name="once", daemon=True)
+    try:
+        with sigterm_raises():
+            worker.start()
+            worker.join(settings.once_timeout + ONCE_GRACE_SECONDS)
+    except (KeyboardInterrupt, Terminated) as stopped:
+        stop.set()
+        signum = stopped.signum if isinstance(stopped, Terminated) else signal.SIGINT
+        name = signal.Signals(signum).name
+        log.error("stopped", extra={"fields": {"signal": name, "in_place": False}})
+        say(f"stopped by {name} before a certificate was in place")
+        return exitcodes.for_signal(signum)
+    if not result:
+        stop.set()
+        waiting = "the CA to answer" if loop.state.busy_since is not None else "the work to end"
+        message = (
+            f"gave up after {settings.once_timeout:g} s (CERT_SIDECAR_ONCE_TIMEOUT): still "
+            f"waiting for {waiting} (function {settings.ca.function})"
+        )
+    else:
+        ok, message = result[0]
+        if ok:
+            return EXIT_OK
+    log.error("no certificate in place", extra={"fields": {"error": message}})
+    say(message)
+    failure = loop.last_failure
+    return EXIT_USAGE if result and failure is not None and failure.usage else EXIT_NOT_READY
 
 
 def run(settings: Settings) -> int:
@@ -102,12 +173,11 @@ def run(settings: Settings) -> int:
                 max_silence=3 * HEARTBEAT_SECONDS,
                 max_busy=settings.ca.read_timeout + settings.ca.connect_timeout + 60,
             )
-        except OSError as error:
-            print(
-                f"cert-sidecar: CERT_SIDECAR_LISTEN (--listen): cannot listen on "
-                f"{settings.listen[0]}:{settings.listen[1]}: {error.strerror}; choose a free "
-                "port or off",
-                file=sys.stderr,
+        except (OSError, OverflowError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            say(
+                f"{label('listen')}: cannot listen on {settings.listen[0]}:{settings.listen[1]}: "
+                f"{reason}; choose a free port or off"
             )
             return EXIT_USAGE
         server.start()
@@ -150,7 +220,12 @@ def run(settings: Settings) -> int:
     # the middle of a call to the CA (which may take minutes).
     while not stop.wait(3600):
         pass
-    worker.join(STOP_GRACE_SECONDS)
+    # A write in progress is let finish (it is quick, and atomic anyway); a CA call is not
+    # waited for: its answer would be for a key nobody keeps.
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while loop.state.writing and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.join(0.05 if loop.state.busy_since is not None else STOP_GRACE_SECONDS)
     return EXIT_NOT_READY if crashed else EXIT_OK
 
 
@@ -161,15 +236,28 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ
         )
     except SettingsError as error:
-        print(f"cert-sidecar: {error}", file=sys.stderr)
+        say(str(error))
         return EXIT_USAGE
     if settings.mode == "check":
-        return check(settings)
+        return cli.run("cert-sidecar", lambda: check(settings))
     jsonlog.configure(settings.log_level)
+    problem = preflight(settings)
+    if problem:
+        log.error("unusable settings", extra={"fields": {"error": problem}})
+        say(problem)
+        return EXIT_USAGE
     log.debug("settings loaded", extra={"fields": {"seconds": time.monotonic() - started}})
     if settings.mode == "once":
-        return once(settings)
-    return run(settings)
+        code = cli.run("cert-sidecar", lambda: once(settings))
+    else:
+        code = run(settings)
+    # Stop now: a worker blocked in a CA call (or the interpreter tearing down boto3) must not
+    # hold up a stop the orchestrator asked for, nor write to stderr while the interpreter
+    # finalises it. Logs and output are flushed first.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

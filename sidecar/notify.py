@@ -10,6 +10,7 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
+from cacore.edge.files import TooLarge, read_limited
 from sidecar.settings import ReloadSettings
 
 log = logging.getLogger("sidecar.notify")
@@ -36,7 +37,8 @@ def pids_by_name(name: str, proc: Path = Path("/proc")) -> list[int]:
 
 
 def pid_from_file(path: Path) -> int:
-    text = path.read_text().strip()
+    # Bounded, and never blocking on a pipe: a renewal must not hang on a strange pid file.
+    text = read_limited(path, 64).decode(errors="replace").strip()
     if not text.isdigit():
         raise ValueError(f"{path} holds {text[:40]!r}, not a process id")
     return int(text)
@@ -51,7 +53,7 @@ def notify(settings: ReloadSettings, facts: Mapping[str, object]) -> dict[str, s
             pid = pid_from_file(settings.pid_file)
             os.kill(pid, sig)
             results["pid_file"] = "ok"
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, TooLarge) as error:
             results["pid_file"] = str(error)
     if settings.process_name:
         pids = pids_by_name(settings.process_name)

@@ -31,6 +31,7 @@ from cacore.renewal import (
     PURPOSES_MISMATCH,
     SANS_MISMATCH,
     SUBJECT_MISMATCH,
+    UNREADABLE,
     UP_TO_DATE,
     RenewalPolicy,
     Verdict,
@@ -67,6 +68,12 @@ def nothing_published(observed: Observed, now: datetime) -> Found:
     return None
 
 
+def set_unreadable(observed: Observed, now: datetime) -> Found:
+    if observed.unreadable:
+        return Verdict(UNREADABLE, f"the credential set cannot be read: {observed.unreadable}")
+    return None
+
+
 def file_missing(observed: Observed, now: datetime) -> Found:
     if observed.missing:
         return Verdict(MISSING_FILE, f"the credential set lacks {', '.join(observed.missing)}")
@@ -98,6 +105,7 @@ def expired(observed: Observed, now: datetime) -> Found:
 
 READINESS_CHECKS: tuple[Callable[[Observed, datetime], Found], ...] = (
     nothing_published,
+    set_unreadable,
     file_missing,
     key_invalid,
     certificate_invalid,
@@ -123,14 +131,27 @@ _PURPOSE_OIDS = {
 }
 
 
+# How subject attributes are written for people (RFC 4514), not the core's field names.
+_SHORT_NAMES = {
+    "country": "C",
+    "state": "ST",
+    "locality": "L",
+    "organization": "O",
+    "organizational_unit": "OU",
+    "common_name": "CN",
+    "email_address": "emailAddress",
+}
+
+
 def subject_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Found:
     # Only the configured attributes are compared: the CA may fill others in from its defaults.
     for name, wanted in request.subject.fields().items():
         found = [str(a.value) for a in cert.subject.get_attributes_for_oid(SUBJECT_OIDS[name])]
         if found != [wanted]:
-            return Verdict(
-                SUBJECT_MISMATCH, f"{name} is {found[0] if found else None!r}, want {wanted!r}"
-            )
+            short = _SHORT_NAMES[name]
+            has = f"{short}={found[0]!r}" if found else f"no {short}"
+            want = f"{short}={wanted!r}"
+            return Verdict(SUBJECT_MISMATCH, f"the certificate has {has}; the settings want {want}")
     return None
 
 
@@ -175,7 +196,7 @@ def sans_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Found:
 def purposes_mismatch(cert: x509.Certificate, request: CertificateRequest) -> Found:
     try:
         usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # ValueError: malformed or repeated extensions
         usages = set()
     lacking = [p for p in request.purposes if _PURPOSE_OIDS[p] not in usages]
     if lacking:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from cacore.config import DEFAULT_FUNCTION, CAConfig, validate_config
 from cacore.credentials import FileNames, Ownership
@@ -58,7 +58,9 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
     def label(self) -> str:
-        return f"{self.variables[0]} ({self.flag})"
+        # Every variable that sets it: a bad AWS_REGION must not be blamed on an unset
+        # CERT_SIDECAR_REGION.
+        return f"{' or '.join(self.variables)} ({self.flag})"
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -121,7 +123,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("state", None, "subject ST"),
     Option("country", None, "subject C (two letters)"),
     Option("email_address", None, "subject emailAddress"),
-    Option("lifetime_days", "30", "requested lifetime in days (1 to max_lifetime_days)"),
+    Option(
+        "lifetime_days", "30", "requested lifetime in days (1 to CERT_SIDECAR_MAX_LIFETIME_DAYS)"
+    ),
     Option(
         "max_lifetime_days",
         "365",
@@ -227,9 +231,21 @@ def _fail(option: Option, message: str) -> SettingsError:
     return SettingsError(f"{option.label()}: {message}")
 
 
+def label(name: str) -> str:
+    """How a setting is shown to users: its variable and its flag."""
+    return _BY_NAME[name].label()
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line (and ``SettingsError``, so it exits 2 like any bad setting)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SettingsError(f"{message} (see cert-sidecar --help)")
+
+
 def raw_values(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, str | None]:
     """Every option's text: the flag if given, else its first set variable, else the default."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cert-sidecar",
         description="Keep an X.509 certificate from the serverless CA fresh in a directory.",
         epilog="Every flag has an environment variable; see docs/sidecar.md.",
@@ -269,7 +285,7 @@ def _parse(values: Mapping[str, str | None], name: str, parse: Callable[[str], T
         return parse(text) if text is not None else None
     except InvalidRequest as error:
         raise _fail(option, _core_message(error, name)) from error
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OverflowError) as error:
         raise _fail(option, str(error)) from error
 
 
@@ -293,6 +309,13 @@ def _int(low: int, high: int, what: str) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number; write e.g. 0.1") from None
 
 
 def _mode(text: str) -> int:
@@ -374,10 +397,26 @@ def _command(text: str) -> tuple[str, ...]:
 
 
 def _core_message(error: InvalidRequest, name: str) -> str:
-    """The core's message without its field when that is the option itself; an inner field such
+    """The core's message without its own field name (the option's label already says which
+    setting it is; a core name such as ``renew_before`` would only confuse); an inner field such
     as ``sans[2]`` stays, it says which entry to fix."""
     field, _, message = error.message.partition(": ")
-    return message if field in (name, _BY_NAME[name].name.removesuffix("_days")) else error.message
+    inner = "[" in field or "." in field
+    return error.message if inner else message
+
+
+def setting_message(error: ConfigurationError) -> str:
+    """A configuration error met at call time (an AWS profile that does not exist, no
+    credentials), its core field name shown as the setting a user changes."""
+    field, sep, message = error.message.partition(": ")
+    if not sep:
+        return error.message
+    if field == "credentials":
+        return f"AWS credentials: {message}"
+    base = field.split("[")[0].split(".")[0]
+    if base in _BY_NAME or base in ("lifetime", "timeouts"):
+        return f"{_field_option(field).label()}: {message}"
+    return error.message
 
 
 def _field_option(field: str) -> Option:
@@ -482,8 +521,23 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
             _BY_NAME["key_mode"],
             f"{ownership.private_mode:04o} lets every user read the private key; use 0600 or 0640",
         )
+    for name, bits, advice in (
+        ("key_mode", ownership.private_mode, "0600 or 0640"),
+        ("file_mode", ownership.file_mode, "0644"),
+    ):
+        if not bits & 0o400:
+            raise _fail(
+                _BY_NAME[name],
+                f"{bits:04o} does not let even the files' owner read them; use {advice}",
+            )
+    if ownership.dir_mode & 0o500 != 0o500:
+        raise _fail(
+            _BY_NAME["dir_mode"],
+            f"{ownership.dir_mode:04o} does not let the sidecar list and enter its own version "
+            "folders; use 0755, or 0750 with a shared gid",
+        )
 
-    jitter = _value(values, "jitter", float)
+    jitter = _value(values, "jitter", _fraction)
     if not 0 <= jitter < 1:
         raise _fail(_BY_NAME["jitter"], f"{jitter} must be at least 0 and below 1, e.g. 0.1")
     base = _value(values, "backoff_base", _seconds)

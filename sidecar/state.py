@@ -13,7 +13,8 @@ from datetime import datetime
 @dataclass
 class State:
     heartbeat: float = field(default_factory=time.monotonic)  # monotonic seconds
-    busy_since: float | None = None  # set while talking to the CA or writing
+    busy_since: float | None = None  # set while talking to the CA
+    writing: bool = False  # set while a credential set is being written
     not_after: datetime | None = None
     next_renewal: datetime | None = None
     ready: bool = False

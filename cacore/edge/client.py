@@ -5,13 +5,16 @@ above it speaks in requests and certificates only."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from cacore.config import CAConfig, validate_config
 from cacore.csr import load_csr
 from cacore.edge import aws
+from cacore.edge.deadline import call_with_deadline
 from cacore.edge.keygen import build_csr, generate_key
 from cacore.errors import (
     AccessDenied,
@@ -20,6 +23,7 @@ from cacore.errors import (
     FunctionNotFound,
     InvalidResponse,
     Throttled,
+    Timeout,
     TransportError,
 )
 from cacore.keys import DEFAULT_KEY, KeySpec, PrivateKey
@@ -28,6 +32,7 @@ from cacore.response import (
     CAChain,
     Issuance,
     IssuedCertificate,
+    decode_payload,
     parse_ca_chain,
     parse_issued,
     verify_issued,
@@ -45,6 +50,7 @@ _ACCESS_CODES = {
     "AccessDenied",
 }
 _THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # the Lambda service's limit for a synchronous answer
 
 
 class Invoker(Protocol):
@@ -54,10 +60,30 @@ class Invoker(Protocol):
 
 
 class LambdaTransport:
-    def __init__(self, config: CAConfig, session_factory: Callable[[], Any] | None = None) -> None:
+    """``on_slow(seconds_left)`` is called once when an invoke takes more than a couple of
+    seconds (a command-line tool tells its user what it is waiting for)."""
+
+    def __init__(
+        self,
+        config: CAConfig,
+        session_factory: Callable[[], Any] | None = None,
+        on_slow: Callable[[float], None] | None = None,
+    ) -> None:
         self.config = validate_config(config)
         self._session_factory = session_factory
         self._client: Any = None
+        self.on_slow = on_slow
+
+    @property
+    def target(self) -> str:
+        """What an invoke waits for, in words: the function and where it is reached."""
+        endpoint = (
+            self.config.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+        where = f" at {endpoint}" if endpoint else ""
+        return f"the CA function {self.config.function}{where}"
 
     def _make_client(self) -> Any:
         from botocore.config import Config
@@ -71,7 +97,7 @@ class LambdaTransport:
             )
         botocore_config = Config(
             read_timeout=self.config.read_timeout,
-            connect_timeout=self.config.connect_timeout,
+            connect_timeout=min(self.config.connect_timeout, self.config.read_timeout),
             retries={"max_attempts": 0, "mode": "standard"},
             tcp_keepalive=True,
         )
@@ -85,15 +111,41 @@ class LambdaTransport:
     @property
     def client(self) -> Any:
         if self._client is None:
+            from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
             try:
                 self._client = self._make_client()
             except CAError:
                 raise
-            except Exception as error:  # profile not found, bad session
-                raise ConfigurationError(f"cannot set up the AWS client: {error}") from error
+            except (ConnectionError, HTTPClientError) as error:  # STS, for --role-arn
+                raise TransportError(f"cannot reach AWS STS to assume the role: {error}") from error
+            except ClientError as error:  # STS refused to let us assume the role
+                raise ConfigurationError(
+                    f"role_arn: cannot assume {self.config.role_arn}: {error}; check the role's "
+                    "trust policy and the caller's identity"
+                ) from error
+            except Exception as error:  # a profile not found, a region or endpoint boto refuses
+                field = {
+                    "ProfileNotFound": "profile",
+                    "InvalidRegionError": "region",
+                    "NoRegionError": "region",
+                }.get(
+                    type(error).__name__,
+                    "endpoint_url" if isinstance(error, ValueError) else "profile",
+                )
+                raise ConfigurationError(
+                    f"{field}: cannot set up the AWS client: {error}"
+                ) from error
         return self._client
 
     def invoke(self, event: dict) -> tuple[object, str | None]:
+        """One invoke, over within ``read_timeout`` seconds whatever the network does (the socket
+        timeout alone restarts with every byte a slow server trickles)."""
+        return call_with_deadline(
+            lambda: self._invoke(event), self.config.read_timeout, self.target, self.on_slow
+        )
+
+    def _invoke(self, event: dict) -> tuple[object, str | None]:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -101,6 +153,7 @@ class LambdaTransport:
             HTTPClientError,
             NoCredentialsError,
             PartialCredentialsError,
+            ReadTimeoutError,
         )
 
         client = self.client
@@ -110,20 +163,30 @@ class LambdaTransport:
                 InvocationType="RequestResponse",
                 Payload=json.dumps(event).encode(),
             )
-            raw = response["Payload"].read()
+            # Lambda answers at most 6 MB; a hostile endpoint must not fill our memory.
+            raw = response["Payload"].read(MAX_PAYLOAD_BYTES + 1)
         except ClientError as error:
             raise _client_error(error) from error
         except (NoCredentialsError, PartialCredentialsError) as error:
-            raise AccessDenied(f"no usable AWS credentials: {error}") from error
+            raise ConfigurationError(
+                f"credentials: {error}: configure AWS credentials (AWS_PROFILE, "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a role such as IRSA, EKS Pod "
+                "Identity or the ECS task role)"
+            ) from error
+        except ReadTimeoutError as error:
+            raise Timeout(
+                f"{self.target} did not answer within {self.config.read_timeout:g} s"
+            ) from error
         except (ConnectionError, HTTPClientError) as error:
-            raise TransportError(f"cannot reach the CA function: {error}") from error
+            raise TransportError(f"cannot reach {self.target}: {error}") from error
         except BotoCoreError as error:
             raise TransportError(f"invoke failed: {error}") from error
-        try:
-            payload = json.loads(raw) if raw else None
-        except ValueError as error:
-            raise InvalidResponse(f"CA payload is not JSON: {raw[:200]!r}") from error
-        return payload, response.get("FunctionError")
+        except (OSError, ValueError) as error:  # a stream cut short, a body that is not HTTP
+            raise TransportError(f"invoke failed: {type(error).__name__}: {error}") from error
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            raise InvalidResponse(f"{self.target} answered more than {MAX_PAYLOAD_BYTES} bytes")
+        function_error = response.get("FunctionError")
+        return decode_payload(raw), str(function_error) if function_error else None
 
 
 def _client_error(error: Any) -> CAError:
@@ -131,11 +194,11 @@ def _client_error(error: Any) -> CAError:
     details = error.response.get("Error", {})
     code = str(details.get("Code", ""))
     message = str(details.get("Message", "")) or code
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    metadata = error.response.get("ResponseMetadata", {})
+    status = _number(metadata.get("HTTPStatusCode")) or 0
     if code in _THROTTLE_CODES or status == 429:
-        headers = error.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        retry_after = headers.get("retry-after")
-        return Throttled(f"{code}: {message}", float(retry_after) if retry_after else None)
+        retry_after = _number(metadata.get("HTTPHeaders", {}).get("retry-after"))
+        return Throttled(f"{code}: {message}", retry_after)
     if code in _ACCESS_CODES or status == 403:
         return AccessDenied(f"{code}: {message}")
     if code == "ResourceNotFoundException" or status == 404:
@@ -145,16 +208,28 @@ def _client_error(error: Any) -> CAError:
     return CAError(f"{code}: {message}")
 
 
+def _number(value: object) -> float | None:
+    """A header or status as a number when it is one (an endpoint may send anything); only a
+    finite, non-negative value below a day counts."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return None
+    return number if 0 <= number < 86400 else None
+
+
 class CAClient:
     def __init__(
         self,
         invoker: Invoker,
         clock: Callable[[], float] = time.monotonic,
         max_lifetime_days: int = DEFAULT_MAX_LIFETIME_DAYS,
+        now: Callable[[], datetime | None] = lambda: datetime.now(UTC),
     ) -> None:
         self.invoker = invoker
         self.clock = clock
         self.max_lifetime_days = max_lifetime_days
+        self.now = now
 
     def issue(self, request: CertificateRequest, key: PrivateKey) -> IssuedCertificate:
         """Validate, send, parse and verify; raises a ``CAError`` and returns nothing unverified."""
@@ -162,14 +237,14 @@ class CAClient:
         csr_pem = build_csr(key, request.subject)
         payload, function_error = self.invoker.invoke(to_event(request, csr_pem))
         issued = parse_issued(payload, function_error)
-        return verify_issued(issued, key)
+        return verify_issued(issued, key, self.now())
 
     def issue_csr(self, request: CertificateRequest, csr_pem: bytes) -> IssuedCertificate:
         """Certify a CSR made elsewhere (a partner's); the result must carry the CSR's key."""
         validate(request, self.max_lifetime_days)
         public_key = load_csr(csr_pem).public_key()
         payload, function_error = self.invoker.invoke(to_event(request, csr_pem))
-        return verify_issued(parse_issued(payload, function_error), public_key)
+        return verify_issued(parse_issued(payload, function_error), public_key, self.now())
 
     def issue_with_new_key(
         self, request: CertificateRequest, spec: KeySpec = DEFAULT_KEY
@@ -186,5 +261,16 @@ class CAClient:
         return parse_ca_chain(payload, function_error)
 
 
-def ca_client(config: CAConfig) -> CAClient:
-    return CAClient(LambdaTransport(config), max_lifetime_days=config.max_lifetime_days)
+def ca_client(
+    config: CAConfig,
+    on_slow: Callable[[float], None] | None = None,
+    refuse_not_valid_now: bool = True,
+) -> CAClient:
+    """The CA client for ``config``. A renewal loop refuses a certificate that is not valid now
+    (written, it would only be asked for again at once); a one-shot command keeps it and shows
+    its dates (``refuse_not_valid_now=False``), since the CA has already issued it."""
+    return CAClient(
+        LambdaTransport(config, on_slow=on_slow),
+        max_lifetime_days=config.max_lifetime_days,
+        now=(lambda: datetime.now(UTC)) if refuse_not_valid_now else (lambda: None),
+    )

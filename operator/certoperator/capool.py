@@ -1,11 +1,16 @@
 """Calls to the CA from the event loop: cacore's blocking client in a thread pool, with a bound
-on concurrent invocations and one client per CA configuration."""
+on concurrent invocations and one client per CA configuration.
+
+The bound is operator-wide: everything that invokes the CA (ClientCertificates, and any other
+handler module given the same pool) shares ``max_concurrent`` slots. ``issue`` takes an optional
+``precheck``, run once a slot is granted and right before the call: whether the work is still
+wanted after the wait (the object may have been deleted meanwhile)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -69,10 +74,18 @@ class CAPool:
     ) -> IssuedCertificate:
         return self._call(issuer, config, lambda c: c.issue_csr(request, csr_pem))
 
-    async def _submit(self, blocking: Callable[..., T], *args: object) -> T:
+    async def _submit(
+        self,
+        blocking: Callable[..., T],
+        *args: object,
+        precheck: Callable[[], Awaitable[bool]] | None = None,
+    ) -> T | None:
         """One blocking call: exactly one CA invocation, at most ``max_concurrent`` running at
-        once across the operator."""
+        once across the operator. None, with no invocation, when ``precheck`` (run after the
+        wait for a slot) says the work is no longer wanted."""
         async with self._limit:
+            if precheck is not None and not await precheck():
+                return None
             self.metrics.in_flight.inc()
             try:
                 with self.metrics.duration.time():
@@ -82,16 +95,24 @@ class CAPool:
                 self.metrics.in_flight.dec()
 
     async def issue(
-        self, issuer: str, config: CAConfig, request: CertificateRequest, key: KeySpec
-    ) -> Issuance:
-        """One issuance with a new key."""
-        return await self._submit(self._issue, issuer, config, request, key)
+        self,
+        issuer: str,
+        config: CAConfig,
+        request: CertificateRequest,
+        key: KeySpec,
+        precheck: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Issuance | None:
+        """One issuance with a new key (None: ``precheck`` said no, nothing was invoked)."""
+        return await self._submit(self._issue, issuer, config, request, key, precheck=precheck)
 
     async def issue_csr(
         self, issuer: str, config: CAConfig, request: CertificateRequest, csr_pem: bytes
     ) -> IssuedCertificate:
         """Certify a CSR made elsewhere (the CSR signer's), exactly as made."""
-        return await self._submit(self._issue_csr, issuer, config, request, csr_pem)
+        issued = await self._submit(self._issue_csr, issuer, config, request, csr_pem)
+        if issued is None:  # only a precheck skips the call, and there is none here
+            raise CAError("the CA call was skipped")
+        return issued
 
     async def prepare(self, issuer: str, config: CAConfig) -> None:
         """Build a CA's client before its first call: importing boto3 and making a client take

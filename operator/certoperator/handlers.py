@@ -1,35 +1,48 @@
-"""The kopf handlers: registration and wiring only; decisions live in ``policy`` and the pass in
-``reconcile``. Run with ``kopf run -m certoperator.handlers`` or ``clientcert-operator``.
+"""The kopf handlers: registration and wiring only. The controller (``reconcile``) decides and
+acts; these handlers only tell it what the watches saw. Run with
+``kopf run -m certoperator.handlers`` or ``clientcert-operator``.
 
-Each ClientCertificate gets one daemon that reconciles, then sleeps until its renewal time, its
-retry time, or an event that matters (a spec change, its Secret changed or deleted, a LambdaCA
-appearing). One daemon per object means passes for an object never overlap.
+No handler here blocks, calls the CA or writes to the API: a ClientCertificate event updates the
+controller's view and, when the spec is new or changed, schedules a pass; a LambdaCA event wakes
+the objects waiting for an issuer. Passes and issuances run on the controller's own bounded
+worker pools (``scheduler``). Our Secrets and the namespaces are not kopf's to watch: thousands
+of them cost too much through kopf's per-object machinery (``informer``).
+
+Other handler modules (a CSR signer, say) register their own handlers in their own module, next
+to this one (``main.HANDLER_MODULES``), and share the operator-wide clients through
+``memo.ctx`` (``reconcile.Context``: settings, the Kubernetes API, the CA pool and its bound on
+concurrent CA calls, metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import importlib.util
 import logging
 import os
+import socket
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kopf
 
-from cacore.backoff import backoff_delay
 from cacore.errors import CAError
-from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, LABEL_CERTIFICATE, VERSION
+from certoperator import kopfcompat, peering
+from certoperator.api import CA_PLURAL, CERT_PLURAL, GROUP, VERSION
 from certoperator.capool import CAPool
-from certoperator.kube import Connection, KubeApi, in_cluster_server
+from certoperator.health import Watchdog
+from certoperator.kube import Connection, KubeApi, KubeApiError, api_resource, in_cluster_server
 from certoperator.metrics import Metrics
-from certoperator.reconcile import Context, Reconciler
+from certoperator.pending import PendingSecrets
+from certoperator.reconcile import Context, Controller
 from certoperator.settings import from_env
 from certoperator.signer import handlers as signer_handlers
 
 log = logging.getLogger("certoperator")
+kopfcompat.install()
 
 
 def _kubernetes_client_available() -> bool:
@@ -52,29 +65,45 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # A CRD upgrade takes effect at the next operator start (a chart upgrade rolls the pod).
     settings.scanning.disabled = True
     settings.posting.level = logging.INFO
-    # Our own finalizer name, so `kubectl get -o yaml` says whose it is. Kopf adds it because
-    # daemons must be stopped before their object goes.
+    # No handler needs a finalizer (deletion waits for nothing); earlier versions of this
+    # operator added this one, and kopf removes a finalizer of this name that nothing needs.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    # Only our Secrets are watched: the server filters, so a cluster full of Secrets costs
-    # nothing in memory or CPU.
-    settings.watching.label_selectors["v1", "secrets"] = LABEL_CERTIFICATE
     # Reconnect watches well before idle load balancers cut them.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
-    settings.background.cancellation_polling = 5
+    kopfcompat.tune(settings, config.shutdown_seconds)
 
     metrics = Metrics()
     if config.metrics_port:
         metrics.serve(config.metrics_address, config.metrics_port)
-    memo.generations = {}  # (namespace, name) -> last generation seen, see _spec_changed
-    memo.ctx = Context(
+    pending = PendingSecrets(Path(config.stash_dir) if config.stash_dir else None)
+    kept = pending.load(datetime.now(UTC))
+    ctx = Context(
         settings=config,
         kube=KubeApi(CONNECTION),
         ca_pool=CAPool(metrics, config.max_concurrent),
         metrics=metrics,
+        pending=pending,
+        paused=kopfcompat.PAUSE.paused,
+        resumed=kopfcompat.PAUSE.next_resume,
     )
+    controller = Controller(ctx)
+    memo.ctx, memo.controller = ctx, controller
+    controller.start()
+    metrics.queue_gauges(lambda: len(controller.issuing), lambda: len(ctx.pending))
+
+    watchdog: Watchdog | None = memo.get("watchdog")
+    if watchdog is None:  # under `kopf run`; the CLI brings its own, serving liveness
+        watchdog = memo.watchdog = Watchdog(config.stall_seconds, config.shutdown_seconds)
+        watchdog.start()
+    memo.heartbeat = asyncio.create_task(watchdog.heartbeat(), name="heartbeat")
+    watchdog.watch("the controller", [*controller.tasks, memo.heartbeat])
+    if not settings.peering.standalone and settings.peering.clusterwide and memo.get("identity"):
+        memo.peering_check = asyncio.create_task(
+            _remove_dead_predecessors(settings, memo.identity, ctx.kube)
+        )
     log.info(
         "operator configured",
         extra={
@@ -83,9 +112,43 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
                 "default_ca_function": config.default_ca.function if config.default_ca else None,
                 "max_concurrent_issuances": config.max_concurrent,
                 "metrics_port": config.metrics_port,
+                "pending_from_stash": kept,
             }
         },
     )
+
+
+async def _remove_dead_predecessors(
+    settings: kopf.OperatorSettings, me: str, kube: KubeApi
+) -> None:
+    """Once logged in: drop the peering records this host's earlier processes left (see
+    ``peering``), so kopf does not pause behind them."""
+    await kube.connected()
+    name = settings.peering.name
+    namespace = None  # the cluster-wide peering; namespaced operators wait as kopf decides
+    try:
+        found = await kube.get_peering(name, namespace)
+        if found is None:
+            return
+        dead = peering.dead_predecessors(
+            found.get("status") or {}, me, socket.gethostname(), os.getpid(), _running
+        )
+        if dead:
+            await kube.patch_peering(name, namespace, {"status": dict.fromkeys(dead)})
+            log.info("removed this host's dead operators from the peering",
+                     extra={"fields": {"peering": name, "removed": dead}})  # fmt: skip
+    except KubeApiError as error:  # kopf waits them out as it always would
+        log.warning("peering records not checked", extra={"fields": {"error": str(error)}})
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # kopf's own session opens connections without limit: a burst of 300 finalizer patches became
@@ -96,16 +159,39 @@ CONNECTION = Connection()
 signer_handlers.register_if_enabled(CONNECTION)  # the CSR signer (CLIENTCERT_SIGNER=true)
 
 
+def _counted(metrics: Metrics | None) -> list[Any]:
+    """An aiohttp trace that counts every request of the session by verb and resource."""
+    import aiohttp
+
+    if metrics is None:
+        return []
+
+    async def done(_session: Any, _ctx: Any, params: Any) -> None:
+        verb, resource = api_resource(params.method, params.url.path_qs)
+        metrics.api_requests.labels(verb, resource, str(params.response.status)).inc()
+
+    async def failed(_session: Any, _ctx: Any, params: Any) -> None:
+        verb, resource = api_resource(params.method, params.url.path_qs)
+        metrics.api_requests.labels(verb, resource, "error").inc()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(done)
+    trace.on_request_exception.append(failed)
+    return [trace]
+
+
 @kopf.on.login()
 async def login(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     settings: kopf.OperatorSettings,
+    memo: kopf.Memo,
     **_: Any,
 ) -> Any:
     """kopf's usual credentials (in-cluster ServiceAccount, else kubeconfig; through the
     kubernetes client's loader when it is installed, which also knows exec plugins), in a
-    session with a bounded connection pool that the operator's own calls share. In a Pod the
-    server is the `kubernetes` Service's address, as client-go finds it (no DNS needed)."""
+    session with a bounded connection pool that the operator's own calls share, and that
+    counts every request (``clientcert_api_requests_total``). In a Pod the server is the
+    `kubernetes` Service's address, as client-go finds it (no DNS needed)."""
     import aiohttp
 
     if _kubernetes_client_available():
@@ -123,6 +209,7 @@ async def login(
         headers=info.as_http_headers(),
         proxy=info.proxy_url,
         trust_env=info.trust_env,
+        trace_configs=_counted(memo.ctx.metrics if "ctx" in memo else None),
     )
     CONNECTION.set(info.server, session)
     return kopf.AiohttpSession(
@@ -135,9 +222,29 @@ async def login(
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    ctx: Context | None = getattr(memo, "ctx", None)
-    if ctx is not None:
-        ctx.ca_pool.close()
+    """kopf is stopping (SIGTERM under `kopf run`, or one of its parts ended): let the CA calls
+    in flight finish and their Secrets be written, within the shutdown budget."""
+    controller: Controller | None = memo.get("controller")
+    watchdog: Watchdog | None = memo.get("watchdog")
+    if watchdog is not None:
+        watchdog.stopping("kopf is stopping")
+    if controller is not None:
+        budget = max(1.0, controller.ctx.settings.shutdown_seconds - 5.0)
+        await controller.shutdown(budget)
+        controller.ctx.ca_pool.close()
+    heartbeat: asyncio.Task[None] | None = memo.get("heartbeat")
+    if heartbeat is not None:
+        heartbeat.cancel()  # kopf waits 5 s for tasks that do not end by themselves
+
+
+@kopf.on.probe(id="alive")
+async def alive(memo: kopf.Memo, **_: Any) -> str:
+    """kopf's liveness endpoint (`kopf run --liveness`): the watchdog's verdict."""
+    watchdog: Watchdog | None = memo.get("watchdog")
+    problem = watchdog.problem() if watchdog is not None else None
+    if problem is not None:
+        raise kopf.PermanentError(problem)
+    return "ok"
 
 
 @kopf.index(GROUP, VERSION, CA_PLURAL)
@@ -146,83 +253,21 @@ def lambdacas(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]
     return {name: dict(spec)}
 
 
-# cancellation_timeout: kopf cancels the daemon at once when its object is deleted or the
-# operator pauses or exits (without it, kopf would only raise the flag and wait for the loop).
-# The issuance inside is shielded, so a cancelled daemon never wastes a CA invocation.
-@kopf.daemon(GROUP, VERSION, CERT_PLURAL, id="reconcile", cancellation_timeout=10.0)
-async def reconcile(
-    body: kopf.Body,
-    memo: kopf.Memo,
-    stopped: kopf.DaemonStopped,
-    **kwargs: Any,
+def _controller(memo: kopf.Memo, kwargs: dict[str, Any]) -> Controller:
+    controller: Controller = memo.controller
+    controller.lambdacas = kwargs["lambdacas"]  # kopf passes every index by its name
+    return controller
+
+
+@kopf.on.event(GROUP, VERSION, CERT_PLURAL)
+async def certificate_event(
+    body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    lambdacas: kopf.Index = kwargs["lambdacas"]  # kopf passes every index by its name
-    ctx: Context = memo.ctx
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    wake = ctx.wakers[key] = asyncio.Event()
-    reconciler = Reconciler(ctx, body, log)
-    errors = 0
-    try:
-        while not stopped:
-            wake.clear()
-            try:
-                delay = await reconciler.run(lambdacas)
-                errors = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the API server or a bug: retry, never stop for good
-                errors += 1
-                delay = backoff_delay(
-                    errors, ctx.rand(), ctx.settings.retry.base, ctx.settings.retry.cap
-                )
-                log.warning(
-                    "reconciliation failed",
-                    exc_info=error,
-                    extra={"fields": {"namespace": key[0], "name": key[1], "retry_in": delay}},
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=delay)
-    finally:
-        if ctx.wakers.get(key) is wake:
-            del ctx.wakers[key]
-        if body.get("metadata", {}).get("deletionTimestamp"):
-            reconciler.forget()
-            memo.generations.pop(key, None)
-            if reconciler.secret_name is not None:
-                ctx.written.pop((key[0], reconciler.secret_name), None)
-
-
-def _spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
-    """Only a new generation (a spec change) needs a pass: our own status writes do not."""
-    seen: dict = memo.generations
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    generation = body["metadata"].get("generation")
-    if seen.get(key) == generation:
-        return False
-    seen[key] = generation
-    return True
-
-
-@kopf.on.event(GROUP, VERSION, CERT_PLURAL, when=_spec_changed)
-def wake_on_spec_change(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo.ctx.wake((body["metadata"]["namespace"], body["metadata"]["name"]))
-
-
-def _not_our_write(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> bool:
-    """Skip the echo of the operator's own write; anything else (an edit, a deletion) counts."""
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    version = body["metadata"].get("resourceVersion")
-    return memo.ctx.written.get(key) != version or kwargs.get("type") == "DELETED"
-
-
-@kopf.on.event("v1", "secrets", labels={LABEL_CERTIFICATE: kopf.PRESENT}, when=_not_our_write)
-def wake_on_secret_change(body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
-    """A deleted, edited or foreign-written Secret wakes the ClientCertificate it belongs to."""
-    memo.ctx.wake((body["metadata"]["namespace"], labels[LABEL_CERTIFICATE]))
+    # async: kopf runs a plain function in a thread, and the controller belongs to the loop.
+    _controller(memo, kwargs).observe(body, deleted=type == "DELETED")
 
 
 @kopf.on.event(GROUP, VERSION, CA_PLURAL)
-def wake_on_issuer(memo: kopf.Memo, **_: Any) -> None:
+async def issuer_event(memo: kopf.Memo, **kwargs: Any) -> None:
     """A LambdaCA created or changed: certificates waiting for an issuer try again now."""
-    for event in list(memo.ctx.wakers.values()):
-        event.set()
+    _controller(memo, kwargs).issuer_changed()

@@ -1,22 +1,35 @@
 """``clientcert-operator``: the operator's command line. Flags become the CLIENTCERT_* settings
-the handlers read, logs become JSON lines, and kopf runs the handlers of ``certoperator.handlers``.
-Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table): 2 for a bad setting.
+the handlers read, logs become JSON lines, and kopf runs the handlers of ``HANDLER_MODULES``.
+
+The process owns its lifecycle: the liveness endpoint and the watchdog (``health``) run in their
+own threads; SIGTERM first lets the CA calls in flight finish and their Secrets be written, then
+stops kopf; whatever hangs, the process is gone within the shutdown budget.
+Exit codes: ``cacore.exitcodes`` (the README's "Exit codes" table): 0 after SIGTERM or Ctrl-C,
+1 when part of the operator died or a stop overran its budget, 2 for a bad setting.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from cacore import exitcodes
 from cacore.edge import jsonlog
 from cacore.errors import CAError
-from certoperator.settings import PREFIX, from_env
+from certoperator.peering import identity
+from certoperator.settings import PREFIX, OperatorSettings, from_env
+
+# Each module registers its kopf handlers when imported; they share ``memo.ctx``.
+HANDLER_MODULES = ("certoperator.handlers",)
 
 _FLAG_ENV = {
     "default_issuer": "DEFAULT_ISSUER",
@@ -31,16 +44,23 @@ _FLAG_ENV = {
     "retry_base_seconds": "RETRY_BASE_SECONDS",
     "retry_cap_seconds": "RETRY_CAP_SECONDS",
     "refused_retry_seconds": "REFUSED_RETRY_SECONDS",
+    "stash_dir": "STASH_DIR",
+    "shutdown_seconds": "SHUTDOWN_SECONDS",
 }
 
 
 class KopfJsonFormatter(jsonlog.JsonFormatter):
-    """cacore's JSON lines, plus the object kopf's own per-object loggers attach."""
+    """cacore's JSON lines, plus the object kopf's per-object loggers name (``k8s_ref``: kind,
+    namespace, name), so every line about an object says which."""
 
     def format(self, record: logging.LogRecord) -> str:
-        obj = getattr(record, "k8s_obj", None)
-        if isinstance(obj, dict) and not hasattr(record, "fields"):
-            record.fields = {"namespace": obj.get("namespace"), "name": obj.get("name")}
+        ref = getattr(record, "k8s_ref", None)
+        if isinstance(ref, dict) and not hasattr(record, "fields"):
+            record.fields = {
+                "kind": ref.get("kind"),
+                "namespace": ref.get("namespace"),
+                "name": ref.get("name"),
+            }
         return super().format(record)
 
 
@@ -65,9 +85,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-cap-seconds", type=float, help="longest retry delay (300)")
     p.add_argument("--refused-retry-seconds", type=float, help="wait after a refusal (3600)")
     p.add_argument(
+        "--stash-dir",
+        help="keep issued certificates whose Secret could not be written here, across restarts "
+        "(a memory-backed volume; none: memory only)",
+    )
+    p.add_argument(
+        "--shutdown-seconds", type=float, help="SIGTERM to exit, at most (25; below the grace)"
+    )
+    p.add_argument(
         "--liveness",
         default="http://0.0.0.0:8080/healthz",
-        help="kopf liveness endpoint URL; empty turns it off",
+        help="liveness endpoint URL (503 when a part died or the loop stalled); empty: off",
     )
     p.add_argument(
         "--namespace", action="append", default=[], help="watch only this namespace (repeatable)"
@@ -110,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, attribute)
         if value is not None:
             os.environ[PREFIX + name] = str(value)
+    if args.namespace:
+        os.environ[PREFIX + "NAMESPACES"] = ",".join(args.namespace)
     try:
         from_env(os.environ)  # refuse a bad setting now, in one line, before kopf starts
     except CAError as error:
@@ -127,27 +157,68 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_level.upper() != "DEBUG":
         logging.getLogger("kopf").setLevel(logging.WARNING)  # its per-event chatter
 
+    for module in HANDLER_MODULES:
+        importlib.import_module(module)
+    settings = from_env(os.environ)
+    return asyncio.run(run(args, settings))
+
+
+async def run(args: argparse.Namespace, settings: OperatorSettings) -> int:
     import kopf
 
-    import certoperator.handlers  # noqa: F401  registers the handlers
+    from certoperator.health import Watchdog
 
-    kopf.run(
+    watchdog = Watchdog(settings.stall_seconds, settings.shutdown_seconds)
+    if args.liveness:
+        try:
+            watchdog.serve(args.liveness)
+        except (ValueError, OSError) as error:
+            print(f"clientcert-operator: --liveness: {error}", file=sys.stderr)
+            return exitcodes.USAGE
+    watchdog.start()
+    me = identity(socket.gethostname(), datetime.now(UTC), os.getpid(), secrets.token_hex(3))
+    memo = kopf.Memo(watchdog=watchdog, identity=me)
+    stop = asyncio.Event()
+    existing = set(asyncio.all_tasks())
+    tasks = await kopf.spawn_tasks(
         # kopf types this as its peering.Identity NewType of str, which it does not export.
-        identity=peer_identity(socket.gethostname(), datetime.now(UTC), secrets.token_hex(3)),  # type: ignore[arg-type]
+        identity=me,  # type: ignore[arg-type]
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,
         priority=args.priority,
         namespaces=args.namespace,
         clusterwide=not args.namespace,
-        liveness_endpoint=args.liveness or None,
+        memo=memo,
+        stop_flag=stop,
     )
-    return exitcodes.OK
+    watchdog.watch("kopf", tasks)
+    signalled: list[int] = []
+    stopping: list[asyncio.Task[None]] = []
 
+    async def graceful() -> None:
+        controller: Any = memo.get("controller")
+        if controller is not None:
+            await controller.shutdown(max(1.0, settings.shutdown_seconds - 5.0))
+        stop.set()
 
-def peer_identity(host: str, now: datetime, suffix: str) -> str:
-    """This process's name among peers. kopf's default asks the password database for the
-    user name, which has no entry for an arbitrary non-root uid (runAsUser 65532): it crashes."""
-    return f"clientcert-operator@{host}/{now:%Y%m%d%H%M%S}/{suffix}"
+    def on_signal(signum: int) -> None:
+        signalled.append(signum)
+        watchdog.stopping(signal.Signals(signum).name)
+        if not stopping:
+            stopping.append(asyncio.create_task(graceful(), name="graceful stop"))
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # Replaces kopf's own handlers: in-flight CA calls finish before kopf stops.
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await kopf.run_tasks(tasks, ignored=existing)
+    except Exception:
+        logging.getLogger("certoperator").exception("the operator stopped on an error")
+        return exitcodes.FAILED
+    finally:
+        watchdog.close()
+    return exitcodes.OK if signalled else exitcodes.FAILED
 
 
 if __name__ == "__main__":

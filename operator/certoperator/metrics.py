@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -54,6 +55,38 @@ class Metrics:
             "CA invocations running now (bounded by the concurrency limit)",
             registry=self.registry,
         )
+        self.api_requests = Counter(
+            "clientcert_api_requests",
+            "Requests to the Kubernetes API server, kopf's included, by verb, resource and code "
+            "(error: no answer)",
+            ["verb", "resource", "code"],
+            registry=self.registry,
+        )
+        self.certificates = Gauge(
+            "clientcert_certificates",
+            "ClientCertificates by the status of their Ready condition (cheap to scrape and to "
+            "alert on, unlike the per-certificate series)",
+            ["ready"],
+            registry=self.registry,
+        )
+        for value in READY_VALUES:
+            self.certificates.labels(value).set(0)
+        self._ready_of: dict[tuple[str, str], str] = {}
+
+    def queue_gauges(self, queued: Callable[[], int], pending: Callable[[], int]) -> None:
+        """Gauges read when scraped: issuances waiting for the CA, and certificates issued whose
+        Secret is not written yet (non-zero while the API server is unreachable)."""
+        Gauge(
+            "clientcert_issuances_queued",
+            "Issuances waiting for a CA slot",
+            registry=self.registry,
+        ).set_function(queued)
+        Gauge(
+            "clientcert_pending_secret_writes",
+            "Issued certificates whose Secret is not written yet (kept, written when the API "
+            "server answers again)",
+            registry=self.registry,
+        ).set_function(pending)
 
     def certificate(
         self,
@@ -66,6 +99,12 @@ class Metrics:
     ) -> None:
         for value in READY_VALUES:
             self.ready.labels(namespace, name, secret, value).set(1 if value == ready else 0)
+        previous = self._ready_of.get((namespace, name))
+        if previous != ready:
+            if previous is not None:
+                self.certificates.labels(previous).dec()
+            self.certificates.labels(ready).inc()
+            self._ready_of[(namespace, name)] = ready
         if expiry is not None:
             self.expiration.labels(namespace, name, secret).set(expiry)
         if renewal is not None:
@@ -73,6 +112,9 @@ class Metrics:
 
     def forget(self, namespace: str, name: str, secret: str) -> None:
         """Drop a certificate's series, so deleted resources do not linger in scrapes."""
+        previous = self._ready_of.pop((namespace, name), None)
+        if previous is not None:
+            self.certificates.labels(previous).dec()
         for gauge in (self.expiration, self.renewal):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, name, secret)

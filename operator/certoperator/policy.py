@@ -18,7 +18,13 @@ from cacore import renewal
 from cacore.backoff import backoff_delay
 from cacore.certinfo import chain_problem, key_matches
 from cacore.keys import PrivateKey, load_private_key
-from cacore.renewal import RenewalPoint, RenewalPolicy, Verdict, certificate_renew_at
+from cacore.renewal import (
+    RenewalPoint,
+    RenewalPolicy,
+    Verdict,
+    certificate_renew_at,
+    stable_fraction,
+)
 from certoperator.api import (
     ANNOTATION_ISSUED_AT,
     ANNOTATION_SPEC_HASH,
@@ -26,7 +32,7 @@ from certoperator.api import (
     CERT_FILE,
     KEY_FILE,
 )
-from certoperator.conditions import parse_time
+from certoperator.conditions import format_time, parse_time
 
 
 @dataclass(frozen=True)
@@ -41,11 +47,27 @@ class SecretView:
 
 
 @dataclass(frozen=True)
+class SecretFacts:
+    """What the checks need from one version of a Secret. Parsing the key and verifying the chain
+    are the costly part, so they run once when the watch delivers the Secret (``inspect_secret``),
+    not on every pass; a summary is also far smaller to keep in memory than the Secret."""
+
+    name: str
+    controller_uid: str | None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    data_problem: Verdict | None = None  # MissingData, InvalidKeyPair or InvalidChain
+    serial: int | None = None  # the certificate's, when its data is usable
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Input:
     owner_uid: str
     spec_hash: str
     renewal: RenewalPoint
-    secret: SecretView | None
+    secret: SecretFacts | None
     previously_issued: bool  # status records a serial: a missing Secret was deleted
     now: datetime
     jitter: float = 0.0  # renew up to this fraction of the time since issuance early
@@ -85,6 +107,38 @@ def load_material(data: Mapping[str, bytes]) -> Material:
     return Material(chain[0], key, tuple(cas), None)
 
 
+def data_problem(material: Material) -> Verdict | None:
+    """The first thing wrong with the Secret's data, in the order the checks are documented:
+    missing or unparsable, then a key that is not the certificate's, then a broken chain."""
+    if material.problem is not None:
+        return Verdict(renewal.MISSING_DATA, material.problem)
+    assert material.certificate is not None and material.key is not None
+    if not key_matches(material.certificate, material.key):
+        return Verdict(renewal.INVALID_KEY_PAIR, f"{KEY_FILE} is not the key of {CERT_FILE}")
+    problem = chain_problem(material.certificate, list(material.cas))
+    if problem:
+        return Verdict(
+            renewal.INVALID_CHAIN, f"{CERT_FILE} does not verify with {CA_FILE}: {problem}"
+        )
+    return None
+
+
+def inspect_secret(view: SecretView) -> SecretFacts:
+    material = load_material(view.data)
+    problem = data_problem(material)
+    cert = material.certificate if problem is None else None
+    return SecretFacts(
+        name=view.name,
+        controller_uid=view.controller_uid,
+        annotations=dict(view.annotations),
+        labels=dict(view.labels),
+        data_problem=problem,
+        serial=cert.serial_number if cert is not None else None,
+        not_before=cert.not_valid_before_utc if cert is not None else None,
+        not_after=cert.not_valid_after_utc if cert is not None else None,
+    )
+
+
 def renew_at(
     certificate: x509.Certificate,
     point: RenewalPoint,
@@ -96,16 +150,23 @@ def renew_at(
     return certificate_renew_at(certificate, RenewalPolicy(point, jitter), issued_at)
 
 
-def facts_of(inp: Input, material: Material) -> Facts | None:
-    cert = material.certificate
-    if cert is None or inp.secret is None:
+def facts_of(inp: Input) -> Facts | None:
+    secret = inp.secret
+    if secret is None or secret.serial is None:
         return None
-    issued_at = parse_time(inp.secret.annotations.get(ANNOTATION_ISSUED_AT))
+    assert secret.not_before is not None and secret.not_after is not None
+    issued_at = parse_time(secret.annotations.get(ANNOTATION_ISSUED_AT))
     return Facts(
-        serial=cert.serial_number,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        renewal_time=renew_at(cert, inp.renewal, inp.jitter, issued_at),
+        serial=secret.serial,
+        not_before=secret.not_before,
+        not_after=secret.not_after,
+        renewal_time=renewal.renew_at(
+            secret.not_before,
+            secret.not_after,
+            secret.serial,
+            RenewalPolicy(inp.renewal, inp.jitter),
+            issued_at,
+        ),
     )
 
 
@@ -121,22 +182,22 @@ def issued_facts(
     )
 
 
-Check = Callable[[Input, Material], Verdict | None]
+Check = Callable[[Input], Verdict | None]
 
 
-def secret_does_not_exist(inp: Input, material: Material) -> Verdict | None:
+def secret_does_not_exist(inp: Input) -> Verdict | None:
     if inp.secret is None and not inp.previously_issued:
         return Verdict(renewal.DOES_NOT_EXIST, "Issuing the first certificate")
     return None
 
 
-def secret_missing(inp: Input, material: Material) -> Verdict | None:
+def secret_missing(inp: Input) -> Verdict | None:
     if inp.secret is None:
         return Verdict(renewal.SECRET_MISSING, "The Secret was deleted; issuing a new certificate")
     return None
 
 
-def secret_not_owned(inp: Input, material: Material) -> Verdict | None:
+def secret_not_owned(inp: Input) -> Verdict | None:
     assert inp.secret is not None
     if inp.secret.controller_uid != inp.owner_uid:
         return Verdict(
@@ -146,56 +207,37 @@ def secret_not_owned(inp: Input, material: Material) -> Verdict | None:
     return None
 
 
-def missing_data(inp: Input, material: Material) -> Verdict | None:
-    if material.problem is not None:
-        return Verdict(renewal.MISSING_DATA, material.problem)
-    return None
+def unusable_data(inp: Input) -> Verdict | None:
+    """MissingData, InvalidKeyPair or InvalidChain, found by ``inspect_secret``."""
+    assert inp.secret is not None
+    return inp.secret.data_problem
 
 
-def invalid_key_pair(inp: Input, material: Material) -> Verdict | None:
-    assert material.certificate is not None and material.key is not None
-    if not key_matches(material.certificate, material.key):
-        return Verdict(renewal.INVALID_KEY_PAIR, f"{KEY_FILE} is not the key of {CERT_FILE}")
-    return None
-
-
-def invalid_chain(inp: Input, material: Material) -> Verdict | None:
-    assert material.certificate is not None
-    problem = chain_problem(material.certificate, list(material.cas))
-    if problem:
-        return Verdict(
-            renewal.INVALID_CHAIN, f"{CERT_FILE} does not verify with {CA_FILE}: {problem}"
-        )
-    return None
-
-
-def spec_changed(inp: Input, material: Material) -> Verdict | None:
+def spec_changed(inp: Input) -> Verdict | None:
     assert inp.secret is not None
     if inp.secret.annotations.get(ANNOTATION_SPEC_HASH) != inp.spec_hash:
         return Verdict(renewal.SPEC_CHANGED, "The spec changed since the certificate was issued")
     return None
 
 
-def expired(inp: Input, material: Material) -> Verdict | None:
-    assert material.certificate is not None
-    return renewal.expired(material.certificate.not_valid_after_utc, inp.now)
+def expired(inp: Input) -> Verdict | None:
+    assert inp.secret is not None and inp.secret.not_after is not None
+    return renewal.expired(inp.secret.not_after, inp.now)
 
 
-def renewal_due(inp: Input, material: Material) -> Verdict | None:
-    facts = facts_of(inp, material)
+def renewal_due(inp: Input) -> Verdict | None:
+    facts = facts_of(inp)
     assert facts is not None
     return renewal.renewal_due(facts.renewal_time, inp.now)
 
 
 # Order matters: later checks may assume what earlier ones established (a Secret exists, its
-# data parses), which is what the asserts state.
+# data is usable), which is what the asserts state.
 TRIGGER_CHAIN: tuple[Check, ...] = (
     secret_does_not_exist,
     secret_missing,
     secret_not_owned,
-    missing_data,
-    invalid_key_pair,
-    invalid_chain,
+    unusable_data,
     spec_changed,
     expired,
     renewal_due,
@@ -207,20 +249,15 @@ def evaluate(
 ) -> tuple[Verdict | None, Facts | None]:
     """The first reason to issue (None if the Secret is good), and the facts of the current
     certificate when it is usable."""
-    material = (
-        load_material(inp.secret.data)
-        if inp.secret is not None
-        else Material(None, None, (), "no Secret")
-    )
     for check in chain:
-        verdict = check(inp, material)
+        verdict = check(inp)
         if verdict is not None:
             return verdict, None
-    return None, facts_of(inp, material)
+    return None, facts_of(inp)
 
 
 def template_drift(
-    secret: SecretView, labels: Mapping[str, str], annotations: Mapping[str, str]
+    secret: SecretFacts, labels: Mapping[str, str], annotations: Mapping[str, str]
 ) -> bool:
     """Whether the Secret lacks a label or annotation of the secretTemplate (fixed by a metadata
     patch, never by a new certificate)."""
@@ -270,3 +307,11 @@ def may_issue(
         return None
     at = retry_at(failure, policy, rand)
     return None if now >= at else at
+
+
+def retry_rand(failure: FailedAttempts | None) -> float:
+    """The jitter of a failure's retry, fixed by the failure itself, so every pass computes the
+    same retry time (and a restart as well)."""
+    if failure is None:
+        return 0.0
+    return stable_fraction(failure.attempts, format_time(failure.last_failure))

@@ -23,6 +23,12 @@ class OperatorSettings:
     jitter: float = 0.1
     resync_seconds: float = 3600.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Issued certificates whose Secret could not be written yet, kept across a restart
+    # (certoperator.pending); None keeps them in memory only.
+    stash_dir: str | None = None
+    shutdown_seconds: float = 25.0  # SIGTERM to exit, at most (under the Pod's grace period)
+    stall_seconds: float = 30.0  # an event loop that has not run this long is dead
+    namespaces: tuple[str, ...] = ()  # served only these (kopf's --namespace); () all of them
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -70,6 +76,10 @@ def from_env(env: Mapping[str, str]) -> OperatorSettings:
         jitter=_number(env, "RENEWAL_JITTER", 0.1, 0, 0.5),
         resync_seconds=_number(env, "RESYNC_SECONDS", 3600.0, 1, 86400),
         retry=retry,
+        stash_dir=env.get(PREFIX + "STASH_DIR") or None,
+        shutdown_seconds=_number(env, "SHUTDOWN_SECONDS", 25.0, 2, 3600),
+        stall_seconds=_number(env, "STALL_SECONDS", 30.0, 5, 3600),
+        namespaces=tuple(n for n in (env.get(PREFIX + "NAMESPACES") or "").split(",") if n),
     )
 
 

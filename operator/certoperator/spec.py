@@ -158,7 +158,7 @@ def parse_spec(spec: Mapping) -> CertificateSpec:
             purposes=_strings(spec, "purposes") or ("client_auth",),
             extended_key_usages=_strings(spec, "extendedKeyUsages"),
         )
-        # The issuer's cap is checked once it is known (reconcile.resolve_issuer).
+        # The issuer's cap is checked once it is known (issuers.check_lifetime).
         validate(request, max_lifetime_days=MAX_LIFETIME_CEILING_DAYS)
         key = parse_key(spec.get("privateKey"))
     except InvalidRequest as error:

@@ -9,7 +9,13 @@ from typing import Any
 
 from cacore import renewal
 from certoperator.api import CONDITION_ISSUING, CONDITION_READY
-from certoperator.conditions import Condition, format_time, get_condition, set_condition
+from certoperator.conditions import (
+    Condition,
+    format_time,
+    get_condition,
+    parse_time,
+    set_condition,
+)
 from certoperator.policy import Facts, FailedAttempts
 
 FIELDS = (
@@ -121,6 +127,38 @@ def not_issuable(
     }
 
 
+def queued(
+    current: Mapping[str, Any], trigger: str, message: str, generation: int | None, now: datetime
+) -> dict[str, Any]:
+    """An issuance waits in line for the CA: Issuing=True says where it stands and for how long
+    (a spec change behind a long queue is not silently invisible); Ready is left as it is."""
+    return {
+        "conditions": _with_conditions(
+            current, now, Condition(CONDITION_ISSUING, "True", trigger, message, generation)
+        )
+    }
+
+
+def failure_from_status(current: Mapping[str, Any]) -> FailedAttempts | None:
+    """The failure state a previous process left in status, so a restart never cuts a backoff
+    short. The spec hash it failed for is unknown: the caller assumes the current spec."""
+    attempts = current.get("failedIssuanceAttempts")
+    last = parse_time(current.get("lastFailureTime"))
+    if not attempts or last is None:
+        return None
+    issuing = get_condition(current.get("conditions") or [], CONDITION_ISSUING) or {}
+    message = str(issuing.get("message") or "")
+    refused = message.startswith(renewal.REFUSED)
+    return FailedAttempts(
+        attempts=int(attempts),
+        last_failure=last,
+        reason=renewal.REFUSED if refused else renewal.FAILED,
+        message=message,
+        spec_hash="",
+        transient=not refused,
+    )
+
+
 def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any] | None:
     """The JSON merge patch from ``current`` to ``desired`` over the fields this operator owns
     (None when nothing changes). Fields ``desired`` leaves out are kept, not deleted: a failure
@@ -138,5 +176,11 @@ def merge_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[
 
 
 def _is_success(desired: Mapping[str, Any]) -> bool:
-    ready_condition = get_condition(desired.get("conditions") or [], CONDITION_READY)
-    return ready_condition is not None and ready_condition.get("status") == "True"
+    conditions = desired.get("conditions") or []
+    ready_condition = get_condition(conditions, CONDITION_READY)
+    issuing = get_condition(conditions, CONDITION_ISSUING)
+    return (
+        ready_condition is not None
+        and ready_condition.get("status") == "True"
+        and (issuing is None or issuing.get("status") != "True")
+    )

@@ -3,7 +3,8 @@
 args and environment and the chart ServiceAccount's own token, and completes a scenario that
 uses every permission it claims: create -> Ready with an owned Secret (overwriting a foreign
 one), an Issued event, a secretTemplate change copied without re-issuing, a deleted Secret
-re-created, and the operator announced in its kopf peering. Then each rule is removed in turn
+re-created, the finalizer an earlier version added removed, and the operator announced in its
+kopf peering. Then each rule is removed in turn
 and the same scenario breaks."""
 
 from __future__ import annotations
@@ -243,6 +244,25 @@ def scenario(kube, release: Release) -> None:
     kube.kubectl("delete", "secret", "client-tls", "-n", ns)
     step("the deleted Secret re-created", owned_secret, release)
 
+    # An object as earlier versions of the operator left it (with their finalizer): released.
+    legacy = {
+        "apiVersion": "clientcerts.dev/v1alpha1",
+        "kind": "ClientCertificate",
+        "metadata": {
+            "name": "legacy",
+            "namespace": ns,
+            "finalizers": ["clientcerts.dev/finalizer"],
+        },
+        "spec": {"commonName": "legacy.example.com", "secretName": "legacy-tls"},
+    }
+    kube.kubectl("apply", "-f", "-", input=json.dumps(legacy))
+
+    def released():
+        found = get(kube, "clientcertificate", "legacy", ns) or {}
+        return found and not found["metadata"].get("finalizers")
+
+    step("the finalizer an earlier version added removed", released, release)
+
     def announced():
         peering = get(kube, "clusterkopfpeering", f"{release.name}-peering") or {}
         return bool(peering.get("status"))
@@ -288,12 +308,11 @@ RULES = [
     "clientcertificates: patch",
     "clientcertificates/status: patch",
     "lambdacas: list, watch",
-    "secrets: get",
     "secrets: list, watch",
     "secrets: create, update",
     "secrets: patch",
     "events: create",
-    "namespaces: get",
+    "namespaces: list, watch",
     "clusterkopfpeerings: get, list, watch, patch",
 ]
 

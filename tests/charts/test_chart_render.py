@@ -11,7 +11,7 @@ from sidecar.settings import OPTIONS, load
 
 PROD_ARN = "arn:aws:lambda:eu-west-2:222222222222:function:serverless-tls-cert-prod"
 IRSA_ROLE = "arn:aws:iam::111111111111:role/clientcert-operator"
-RULE_COUNT = 11  # rows of docs/operator.md's RBAC table, plus namespaces: get
+RULE_COUNT = 10  # rows of docs/operator.md's RBAC table
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +352,8 @@ EVERY_SETTING = {
     },
     "health": {"port": 9443},
     "logLevel": "debug",
+    # files.uid differs from runAsUser: the sidecar needs CHOWN to give its files away.
+    "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
 }
 
 
@@ -499,7 +501,53 @@ REFUSALS = {
         {"cert-sidecar": {"files": {"keyMode": "0644"}}},
         "/files/keyMode",
     ),
+    "a private key its owner cannot read": (
+        EXAMPLE_APP,
+        {"cert-sidecar": {"files": {"keyMode": "0000"}}},
+        "/files/keyMode",
+    ),
+    "certificate files their owner cannot read": (
+        EXAMPLE_APP,
+        {"cert-sidecar": {"files": {"fileMode": "0244"}}},
+        "/files/fileMode",
+    ),
+    "version folders their owner cannot enter": (
+        EXAMPLE_APP,
+        {"cert-sidecar": {"files": {"dirMode": "0644"}}},
+        "/files/dirMode",
+    ),
 }
+
+# Settings the sidecar refuses at start (it would crash-loop): the render refuses them first.
+# helm lint runs templates in lint mode, where `fail` is only logged: template is the gate.
+SIDECAR_REFUSALS = {
+    "files given to another uid without CHOWN": (
+        {"files": {"uid": 1000}},
+        "cert-sidecar.files.uid: 1000 is not securityContext.runAsUser (65532) and the sidecar "
+        "lacks the CHOWN capability",
+    ),
+    "a key the sidecar could not read back": (
+        {
+            "files": {"uid": 1000, "keyMode": "0600"},
+            "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
+        },
+        "cert-sidecar.files.keyMode: 0600 on files owned by uid 1000 leaves the sidecar",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("values", "said"), list(SIDECAR_REFUSALS.values()), ids=list(SIDECAR_REFUSALS)
+)
+def test_settings_the_sidecar_would_refuse_at_start_stop_the_render(helm, values, said):
+    base = {"cert-sidecar": {"certificate": {"commonName": "app.example.com"}, **values}}
+    done = helm.template(EXAMPLE_APP, base, check=False)
+    assert done.returncode != 0 and said in done.stderr, done.stderr
+
+
+def test_files_of_the_sidecars_own_uid_need_no_chown(helm):
+    values = {"cert-sidecar": {"files": {"uid": 65532, "gid": 65532}}}
+    assert helm.template(EXAMPLE_APP, values, check=False).returncode == 0
 
 
 @pytest.mark.parametrize(("chart", "values", "named"), list(REFUSALS.values()), ids=list(REFUSALS))

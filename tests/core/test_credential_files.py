@@ -3,6 +3,7 @@
 import os
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 from support.pki import MiniCA
@@ -12,7 +13,13 @@ from cacore.edge.files import (
     DATA_LINK,
     AtomicDirectoryWriter,
     Ownership,
+    TooLarge,
+    UnreadableSet,
+    fingerprint,
+    probe_writable,
     read_credential_set,
+    read_limited,
+    visible_name_problems,
     write_file_atomic,
 )
 from cacore.edge.keygen import generate_key
@@ -139,6 +146,172 @@ def test_a_replaced_version_stays_readable_for_the_grace_period_then_goes(tmp_pa
     assert writer.remove_replaced_versions() == 0
     assert not old_version.exists()
     assert read_credential_set(tmp_path) == second
+
+
+# --- a set that is there but broken: a state to report, never an exception ----------------------
+
+
+def _published(tmp_path):
+    files, names = issued_files()
+    AtomicDirectoryWriter(tmp_path).write(files, names.private())
+    return files, names
+
+
+@pytest.mark.parametrize(
+    ("break_it", "said"),
+    [
+        (lambda d: _relink(d, "..2001_01_01_00_00_00.000000.gone"), "which does not exist"),
+        (lambda d: _relink(d, DATA_LINK), "not to a version of this set"),
+        (lambda d: _relink(d, "/etc"), "not to a version of this set"),
+        (lambda d: _relink(d, "../outside"), "not to a version of this set"),
+        (lambda d: (d / DATA_LINK).unlink() or (d / DATA_LINK).mkdir(), "is not a symbolic link"),
+        (lambda d: _loop(d), "cannot read"),
+        (lambda d: _grow(d, "tls.crt"), "is larger than"),
+    ],
+    ids=[
+        "..data dangling",
+        "..data to itself",
+        "..data to an absolute path",
+        "..data out of the directory",
+        "..data a folder",
+        "..data in a loop of two links",
+        "a file of 2 MiB",
+    ],
+)
+def test_a_broken_set_is_unreadable_with_a_reason(tmp_path, break_it, said):
+    _published(tmp_path)
+    break_it(tmp_path)
+    with pytest.raises(UnreadableSet) as caught:
+        read_credential_set(tmp_path)
+    assert said in str(caught.value)
+
+
+def _relink(directory, target):
+    (directory / DATA_LINK).unlink()
+    (directory / DATA_LINK).symlink_to(target)
+
+
+def _loop(directory):
+    (directory / DATA_LINK).unlink()
+    (directory / DATA_LINK).symlink_to("..other")
+    (directory / "..other").symlink_to(DATA_LINK)
+
+
+def _grow(directory, name):
+    path = directory / DATA_LINK / name
+    path.write_bytes(path.read_bytes() * 2000)
+
+
+def test_a_file_the_reader_may_not_read_is_unreadable_not_an_error():
+    """As a non-root reader (root reads anything): a key chmod 000 by hand."""
+    import shutil
+    import sys
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="lcc-perm-"))  # /tmp, not pytest's 0700 folders
+    try:
+        directory.chmod(0o755)
+        _published(directory)
+        (directory / DATA_LINK / "tls.key").chmod(0o000)
+        code = (
+            "from pathlib import Path\n"
+            "from cacore.edge.files import UnreadableSet, read_credential_set\n"
+            "try:\n"
+            f"    read_credential_set(Path({str(directory)!r}))\n"
+            "except UnreadableSet as error:\n"
+            "    print('unreadable:', error)\n"
+        )
+        user = ["setpriv", "--reuid", "65532", "--regid", "65532", "--clear-groups"]
+        command = [*(user if os.geteuid() == 0 else []), sys.executable, "-c", code]
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+        assert done.stdout.startswith("unreadable: cannot read ..") and "Permission denied" in (
+            done.stdout
+        ), done.stdout + done.stderr
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_nothing_published_and_a_missing_directory_are_none(tmp_path):
+    assert read_credential_set(tmp_path) is None
+    assert read_credential_set(tmp_path / "not-there") is None
+
+
+def test_the_writer_replaces_a_data_folder_and_folders_at_visible_names(tmp_path):
+    files, names = _published(tmp_path)
+    (tmp_path / DATA_LINK).unlink()
+    (tmp_path / DATA_LINK).mkdir()
+    (tmp_path / "tls.crt").unlink()
+    (tmp_path / "tls.crt").mkdir()
+    second, _ = issued_files()
+    AtomicDirectoryWriter(tmp_path).write(second, names.private())
+    assert read_credential_set(tmp_path) == second
+    assert (tmp_path / "tls.crt").read_bytes() == second["tls.crt"]
+    assert visible_name_problems(tmp_path, set(second)) == []
+
+
+def test_visible_name_problems_and_relink(tmp_path):
+    files, names = _published(tmp_path)
+    (tmp_path / "tls.key").unlink()
+    (tmp_path / "ca.crt").unlink()
+    (tmp_path / "ca.crt").symlink_to("elsewhere")
+    assert visible_name_problems(tmp_path, set(files)) == [
+        "ca.crt points to 'elsewhere', not into ..data",
+        "tls.key is missing",
+    ]
+    AtomicDirectoryWriter(tmp_path).relink(set(files))
+    assert visible_name_problems(tmp_path, set(files)) == []
+
+
+def test_the_fingerprint_moves_when_anything_of_the_set_moves(tmp_path):
+    files, _ = _published(tmp_path)
+    marks = [fingerprint(tmp_path)]
+    (tmp_path / "tls.key").unlink()  # a visible name
+    marks.append(fingerprint(tmp_path))
+    (tmp_path / DATA_LINK / "ca.crt").write_bytes(b"rewritten in place")  # a file of the set
+    marks.append(fingerprint(tmp_path))
+    version = tmp_path / os.readlink(tmp_path / DATA_LINK)
+    for entry in version.iterdir():
+        entry.unlink()
+    version.rmdir()  # the version folder
+    marks.append(fingerprint(tmp_path))
+    assert len(set(marks)) == len(marks)
+    assert fingerprint(tmp_path) == marks[-1]  # and stays put when nothing moves
+
+
+def test_probe_writable_leaves_nothing_and_raises_what_a_write_would_meet(tmp_path):
+    probe_writable(tmp_path / "new" / "out")
+    assert list((tmp_path / "new" / "out").iterdir()) == []
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(NotADirectoryError):  # not mkdir's "File exists": it says what is wrong
+        probe_writable(tmp_path / "a-file")
+
+
+@pytest.mark.parametrize("target", ["loop", "missing/folder"])
+def test_probe_writable_names_a_symbolic_link_that_leads_nowhere(tmp_path, target):
+    (tmp_path / "loop").symlink_to(target)
+    with pytest.raises(FileNotFoundError, match="leads nowhere"):
+        probe_writable(tmp_path / "loop")
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/below"])
+def test_an_output_that_is_a_file_is_unreadable_not_nothing_published(tmp_path, where):
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(UnreadableSet, match="is not a directory"):
+        read_credential_set(tmp_path / where)
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [("folder", IsADirectoryError), ("/dev/zero", OSError), ("big", TooLarge)],
+)
+def test_read_limited_reads_regular_files_only_and_no_more_than_the_limit(tmp_path, path, error):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "big").write_bytes(b"x" * 101)
+    with pytest.raises(error):
+        read_limited(tmp_path / path, 100)
+    (tmp_path / "small").write_bytes(b"x" * 100)
+    assert read_limited(tmp_path / "small", 100) == b"x" * 100
 
 
 def test_only_the_newest_replaced_versions_are_kept_however_fast_the_renewals(tmp_path):

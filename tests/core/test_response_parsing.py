@@ -156,3 +156,41 @@ def test_an_issuing_ca_not_under_the_returned_root_is_refused():
     payload["Base64RootCaCertificate"] = other.payload(LEAF)["Base64RootCaCertificate"]
     with pytest.raises(InvalidResponse, match="does not verify"):
         verify_issued(parse_issued(payload), KEY)
+
+
+def test_a_certificate_that_is_not_valid_now_is_refused():
+    """Written to disk, an expired certificate would make the caller ask again at once, for ever."""
+    from datetime import UTC, datetime, timedelta
+
+    issued = parse_issued(CA.payload(LEAF))
+    now = datetime.now(UTC)
+    assert verify_issued(issued, KEY, now) is issued
+    for wrong_clock in (now + timedelta(days=400), now - timedelta(days=1)):
+        with pytest.raises(InvalidResponse) as caught:
+            verify_issued(issued, KEY, wrong_clock)
+        assert "not valid now" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\xff\xfe not utf-8", b"[" * 100_000, b"1" * 5000, b'{"a": NaN', b"<html>502</html>"],
+    ids=["not UTF-8", "nested without end", "an integer of 5000 digits", "cut short", "HTML"],
+)
+def test_payload_bytes_that_are_not_json_are_an_invalid_response(raw):
+    from cacore.response import decode_payload
+
+    with pytest.raises(InvalidResponse):
+        decode_payload(raw)
+
+
+def test_a_chain_field_holding_junk_between_pem_markers_is_an_invalid_response():
+    payload = dict(CA.payload(LEAF))
+    junk = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    payload["Base64RootCaCertificate"] = base64.b64encode(junk).decode()
+    with pytest.raises(InvalidResponse):
+        parse_issued(payload)
+
+
+def test_certificate_info_of_the_wrong_type_is_ignored_not_a_crash():
+    payload = dict(CA.payload(LEAF), CertificateInfo=["not", "an", "object"])
+    assert parse_issued(payload).serial == LEAF.serial_number

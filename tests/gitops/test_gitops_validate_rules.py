@@ -623,3 +623,33 @@ def test_entries_with_errors_are_not_handed_to_issue(tmp_path):
 
     assert [e.index for e in result.entries] == [1]
     assert json.loads((tree.dir / "tls.json").read_text())[1]["csr_file"] == "other.csr"
+
+
+def test_every_finding_is_placed_from_one_index_of_the_file_not_a_rescan(monkeypatch, tmp_path):
+    """validate stays linear: 300 findings cost one pass over tls.json to build the line index,
+    not one scan of the file each (that was 2.4 s for 4,000 entries, past a minute for 100,000;
+    bench/gitops_validate.py measures it). Counted, not timed."""
+    from gitops import jsontext
+
+    scans = {"index": 0, "rescan": 0}
+    build, rescan = jsontext.Lines.__init__, jsontext.line_col
+
+    def counted_build(self, text):
+        scans["index"] += 1
+        build(self, text)
+
+    def counted_rescan(text, index):
+        scans["rescan"] += 1
+        return rescan(text, index)
+
+    monkeypatch.setattr(jsontext.Lines, "__init__", counted_build)
+    monkeypatch.setattr(jsontext, "line_col", counted_rescan)
+    tree = Tree(tmp_path)
+    tree.tls(
+        [good_entry(common_name=f"p{i}.example.com", csr_file=f"p{i}.csr") for i in range(300)]
+    )
+    result = check(tree)
+    missing = [pr for pr in result.problems if pr.code == "CsrMissing"]
+    assert len(missing) == 300
+    assert len({pr.line for pr in missing}) == 300  # each placed at its own entry
+    assert scans == {"index": 1, "rescan": 0}, scans

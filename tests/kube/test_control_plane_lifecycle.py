@@ -173,3 +173,25 @@ def test_a_component_that_dies_while_starting_fails_the_start_with_its_log(kube_
     assert log.name == "kube-apiserver.log"
     assert not log.parent.exists()
     assert processes_mentioning(str(log.parent)) == []
+
+
+def test_a_crashed_component_restarts_with_its_data_and_is_stopped_with_the_rest(kube_binaries):
+    with ControlPlane.start(kube_binaries, wait_for_controllers=False) as plane:
+        kubectl = [str(kube_binaries.kubectl), f"--kubeconfig={plane.kubeconfig}"]
+        subprocess.run([*kubectl, "create", "namespace", "kept"], check=True, capture_output=True)
+        crashed = plane.pids["etcd"]
+        with pytest.raises(KubeError, match="still running"):
+            plane.restart("etcd")
+        plane.crash("etcd")
+        assert not pid_alive(crashed)
+        plane.restart("etcd")
+        assert plane.pids["etcd"] != crashed
+        assert json.loads((plane.workdir / "pids.json").read_text()) == plane.pids
+
+        def namespace_back():
+            argv = [*kubectl, "get", "namespace", "kept", "-o", "name"]
+            return subprocess.run(argv, capture_output=True).returncode == 0
+
+        wait_for(namespace_back, 60, 0.2, "the namespace, read from the restarted etcd")
+        pids, ports, workdir = plane.pids, plane.ports, plane.workdir
+    assert_nothing_left(pids, ports, workdir)

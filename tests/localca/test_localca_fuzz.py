@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import event as label
 from hypothesis import strategies as st
 from localca_harness import (
@@ -38,6 +38,7 @@ from localca_harness import (
     read_reply,
     signed_head,
 )
+from support.fuzzing import fuzz_settings
 from support.localca_fixtures import csr_pem
 
 from localca.config import Config
@@ -48,16 +49,7 @@ from localca.server import LocalCA, LocalCAServer
 EXAMPLES = int(os.environ.get("LOCALCA_FUZZ_EXAMPLES", "60"))
 # A client waits this long for an answer: a hang fails, a starved machine does not.
 PATIENCE = 30.0
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-)
+FUZZ = fuzz_settings(EXAMPLES)
 
 # What the real handler can raise on a hostile event (each traced to an upstream step in
 # test_localca_contract.py); "Error" is binascii.Error (bad base64).

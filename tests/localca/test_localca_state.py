@@ -327,6 +327,30 @@ def test_a_second_local_ca_on_the_same_state_dir_is_refused(tmp_path):
             id="a zero request timeout",
         ),
         pytest.param(["--port", "abc"], "usage: local-ca serve", id="a port that is no number"),
+        pytest.param(
+            ["--dynamodb-endpoint", "http://127.0.0.1:99999"],
+            "local-ca: dynamodb_endpoint 'http://127.0.0.1:99999' is not an http(s) URL with a "
+            "port from 1 to 65535",
+            id="a DynamoDB endpoint with a port out of range",
+        ),
+        pytest.param(
+            ["--sts-endpoint", "http://[::1"],
+            "local-ca: sts_endpoint 'http://[::1' is not an http(s) URL",
+            id="an STS endpoint that does not parse",
+        ),
+        pytest.param(
+            ["--csr-dir", "/dev/null"],
+            "local-ca: csr_dir /dev/null is not a directory",
+            id="a CSR folder that is a file",
+        ),
+        pytest.param(
+            ["--region", "eu west"], "local-ca: region 'eu west' is invalid", id="a bad region"
+        ),
+        pytest.param(
+            ["--function-name", "bad name"],
+            "local-ca: function_name 'bad name' is invalid",
+            id="a function name Lambda would refuse",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(tmp_path, args, start):

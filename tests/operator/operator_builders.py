@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from certoperator.api import ANNOTATION_ISSUED_AT, ANNOTATION_SPEC_HASH
 from certoperator.conditions import format_time
-from certoperator.policy import Input, SecretView
+from certoperator.policy import Input, SecretFacts, SecretView, inspect_secret
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -85,7 +85,8 @@ def issued_data(
     }, leaf
 
 
-def secret(**changes) -> SecretView:
+def secret(**changes) -> SecretFacts:
+    """A Secret as the checks see it (inspected once, as the watch does)."""
     data, _ = issued_data()
     view = SecretView(
         name="app-tls",
@@ -96,7 +97,7 @@ def secret(**changes) -> SecretView:
         },
         data=data,
     )
-    return replace(view, **changes)
+    return inspect_secret(replace(view, **changes))
 
 
 def make_input(**changes) -> Input:

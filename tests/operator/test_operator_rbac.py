@@ -35,9 +35,9 @@ RULES = [
     {
         "apiGroups": [""],
         "resources": ["secrets"],
-        "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        "verbs": ["list", "watch", "create", "update", "patch"],
     },
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     {
         "apiGroups": ["kopf.dev"],

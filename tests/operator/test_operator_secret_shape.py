@@ -9,8 +9,10 @@ from datetime import timedelta
 import pytest
 from certoperator.api import ANNOTATION_ISSUED_AT, ANNOTATION_SPEC_HASH, LABEL_CERTIFICATE
 from certoperator.conditions import format_time
-from certoperator.reconcile import ObjectState, _retry_rand, secret_body
+from certoperator.policy import retry_rand
+from certoperator.secrets import secret_body
 from certoperator.spec import parse_spec
+from certoperator.status import failure_from_status
 from cryptography.hazmat.primitives.asymmetric import ec
 from operator_builders import ISSUING, NOW, ROOT, issued_data, pem
 
@@ -18,7 +20,7 @@ from cacore import renewal
 from cacore.edge.client import Issuance
 from cacore.response import IssuedCertificate
 
-BODY = {"metadata": {"name": "app", "namespace": "team", "uid": "uid-9"}}
+META = {"name": "app", "namespace": "team", "uid": "uid-9"}
 
 
 def _issuance():
@@ -46,7 +48,7 @@ def test_the_secret_is_a_controlled_tls_secret_with_template_and_facts():
         }
     )
     issuance = _issuance()
-    body = secret_body(BODY, cert, issuance, "hash-1", "prod", NOW)
+    body = secret_body(META, cert, issuance, "hash-1", "prod", NOW)
     meta = body["metadata"]
     assert body["type"] == "kubernetes.io/tls"
     assert (meta["name"], meta["namespace"]) == ("app-tls", "team")
@@ -92,19 +94,19 @@ def _status(message):
     ],
 )
 def test_failure_state_survives_a_restart(status, reason, transient):
-    failure = ObjectState.from_status(status).failure
+    failure = failure_from_status(status)
     assert failure.attempts == 3 and failure.last_failure == NOW
     assert failure.reason == reason and failure.transient is transient
 
 
 def test_no_failure_in_status_means_none_restored():
-    assert ObjectState.from_status({}).failure is None
+    assert failure_from_status({}) is None
 
 
 def test_a_retry_time_is_the_same_on_every_pass():
-    failure = ObjectState.from_status(_status("Failed: x")).failure
-    assert _retry_rand(failure) == _retry_rand(failure)
-    later = ObjectState.from_status(
+    failure = failure_from_status(_status("Failed: x"))
+    assert retry_rand(failure) == retry_rand(failure)
+    later = failure_from_status(
         {**_status("Failed: x"), "lastFailureTime": format_time(NOW + timedelta(seconds=1))}
-    ).failure
-    assert _retry_rand(later) != _retry_rand(failure)
+    )
+    assert retry_rand(later) != retry_rand(failure)

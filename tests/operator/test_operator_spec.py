@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from certoperator import status
 from certoperator.conditions import Condition, format_time, set_condition
+from certoperator.issuers import check_lifetime, resolve_issuer
 from certoperator.policy import Facts, FailedAttempts
-from certoperator.reconcile import check_lifetime, resolve_issuer
 from certoperator.settings import OperatorSettings, from_env
 from certoperator.spec import parse_spec, spec_hash
 from operator_builders import NOW

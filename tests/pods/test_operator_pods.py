@@ -91,20 +91,15 @@ def test_the_operator_pod_is_ready_through_its_probes_and_issues(node, operator,
 
 
 def assert_none_lost_none_doubled(kube, namespace, names, before, after):
-    """All Ready with distinct certificates, every invocation issued (none lost); then each
-    issuance exactly once (none doubled). Doubling is issue 15's (the operator drops calls in
-    flight when its Pod stops): reported as an expected failure with the numbers, never as a
-    pass, and the test passes by itself once the operator stops doubling."""
+    """All Ready with distinct certificates, every invocation issued (none lost), each
+    ClientCertificate issued exactly once (none doubled: the calls in flight when the operator
+    Pod stopped finish and are written, never made again by the next Pod; issue 15)."""
     issued = after["issued"] - before["issued"]
     invocations = after["invocations"] - before["invocations"]
     serials = {secret_certificate(kube, namespace, f"{n}-tls")[1][0].serial_number for n in names}
     assert len(serials) == len(names)
     assert invocations == issued, f"{invocations} invocations but {issued} certificates issued"
-    if issued != len(names):
-        pytest.xfail(
-            f"issue 15: {issued} issuances for {len(names)} ClientCertificates: the calls in "
-            "flight when the operator Pod stopped were made again by the next one"
-        )
+    assert issued == len(names), f"{issued} issuances for {len(names)} ClientCertificates"
 
 
 def test_a_rollout_restart_during_a_burst_of_50_loses_nothing(

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from sidecar_process import Sidecar, run_mode
+from support.fault_tables import fill
 
 from cacore.edge.files import AtomicDirectoryWriter, read_credential_set
 
@@ -117,27 +118,13 @@ def small_mount(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def _fill(path):
-    """Fill the file system under ``path`` until it refuses another byte."""
-    filler = path / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 1024)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
-
-
 @pytest.mark.parametrize("fault", ["disk full", "read-only"])
 def test_an_unwritable_directory_keeps_the_old_set_and_says_why(ca, tmp_path, small_mount, fault):
     settings = {"common_name": "full.example.com", "output_dir": small_mount, "lifetime_days": 1}
     assert run_mode("once", ca, **settings).returncode == 0
     before = read_credential_set(small_mount)
     if fault == "disk full":
-        undo_path = _fill(small_mount)
+        undo_path = fill(small_mount)
         expected = "No space left on device"
     else:
         subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)

@@ -23,6 +23,18 @@ context (`.`) and reads the settings under `.Values "cert-sidecar"`, over this l
 {{- if not (dig "certificate" "commonName" "" $v) -}}
 {{- fail "cert-sidecar.certificate.commonName: is required; set the name the certificate is for, e.g. app.example.com" -}}
 {{- end -}}
+{{- /* What the sidecar would refuse at start (a crash loop) is refused here, at install. */ -}}
+{{- $f := $v.files | default dict -}}
+{{- $sc := $v.securityContext | default dict -}}
+{{- if and (not (kindIs "invalid" $f.uid)) (ne (toString $f.uid) (toString $sc.runAsUser)) -}}
+{{- $caps := dig "capabilities" "add" list $sc -}}
+{{- if not (or (has "CHOWN" $caps) (has "CAP_CHOWN" $caps)) -}}
+{{- fail (printf "cert-sidecar.files.uid: %v is not securityContext.runAsUser (%v) and the sidecar lacks the CHOWN capability, so it could not give its files away: add CHOWN to securityContext.capabilities.add, or leave files.uid unset and share a group (files.gid, keyMode 0640)" $f.uid $sc.runAsUser) -}}
+{{- end -}}
+{{- if not (regexMatch "^0?[0-7][4-7]0$" (toString ($f.keyMode | default "0600"))) -}}
+{{- fail (printf "cert-sidecar.files.keyMode: %v on files owned by uid %v leaves the sidecar (uid %v) unable to read its own key back: use 0640 with files.gid set to a group the sidecar is in" $f.keyMode $f.uid $sc.runAsUser) -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $v -}}
 {{- end -}}
 

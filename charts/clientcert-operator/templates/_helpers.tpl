@@ -57,6 +57,7 @@ spec:
   {{- end }}
   securityContext:
     {{- toYaml $v.podSecurityContext | nindent 4 }}
+  terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
   containers:
     - name: operator
       image: {{ include "clientcert-operator.image" $root | quote }}
@@ -92,6 +93,12 @@ spec:
           value: {{ $v.settings.refusedRetrySeconds | quote }}
         - name: CLIENTCERT_METRICS_PORT
           value: {{ ternary $v.metrics.port 0 $v.metrics.enabled | quote }}
+        - name: CLIENTCERT_SHUTDOWN_SECONDS
+          value: {{ $v.settings.shutdownSeconds | quote }}
+        {{- if $v.stash.enabled }}
+        - name: CLIENTCERT_STASH_DIR
+          value: /var/run/clientcert-operator/stash
+        {{- end }}
         {{- with $v.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -104,7 +111,8 @@ spec:
           containerPort: {{ $v.metrics.port }}
           protocol: TCP
         {{- end }}
-      # kopf's liveness endpoint answers once the operator runs and its activities are healthy.
+      # The operator's own liveness endpoint (a thread of its own): 503 once part of the operator
+      # died, its event loop stalled or a stop overran its budget; the process then exits too.
       startupProbe:
         httpGet: {path: /healthz, port: liveness}
         {{- toYaml $v.probes.startup | nindent 8 }}
@@ -118,10 +126,19 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- if $v.stash.enabled }}
+        - name: stash
+          mountPath: /var/run/clientcert-operator/stash
+        {{- end }}
   volumes:
     # The root filesystem is read-only; libraries that want a temp file get this instead.
     - name: tmp
       emptyDir: {sizeLimit: 16Mi}
+    {{- if $v.stash.enabled }}
+    # Issued certificates not yet written to their Secret: RAM only, this Pod only.
+    - name: stash
+      emptyDir: {medium: Memory, sizeLimit: {{ $v.stash.sizeLimit }}}
+    {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
