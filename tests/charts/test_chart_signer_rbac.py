@@ -42,6 +42,7 @@ RULES = [
     "signers: sign",
     "signers: attest",
     "clientcertificatepolicies: list, watch",
+    "namespaces: get",
     "serviceaccounts: get",
     "configmaps: create",
     "configmaps: get, update",
