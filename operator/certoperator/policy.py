@@ -156,17 +156,25 @@ def facts_of(inp: Input) -> Facts | None:
         return None
     assert secret.not_before is not None and secret.not_after is not None
     issued_at = parse_time(secret.annotations.get(ANNOTATION_ISSUED_AT))
+    return facts_for(
+        secret.serial, secret.not_before, secret.not_after, inp.renewal, inp.jitter, issued_at
+    )
+
+
+def facts_for(
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+    point: RenewalPoint,
+    jitter: float,
+    issued_at: datetime | None,
+) -> Facts:
+    policy = RenewalPolicy(point, jitter)
     return Facts(
-        serial=secret.serial,
-        not_before=secret.not_before,
-        not_after=secret.not_after,
-        renewal_time=renewal.renew_at(
-            secret.not_before,
-            secret.not_after,
-            secret.serial,
-            RenewalPolicy(inp.renewal, inp.jitter),
-            issued_at,
-        ),
+        serial=serial,
+        not_before=not_before,
+        not_after=not_after,
+        renewal_time=renewal.renew_at(not_before, not_after, serial, policy, issued_at),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from cacore import renewal
 from cacore.config import CAConfig
 from cacore.errors import CAError, CARefused, ConfigurationError, InvalidRequest
-from cacore.renewal import RenewalPolicy, Verdict
+from cacore.renewal import Verdict
 from certoperator import status
 from certoperator.api import LABEL_CERTIFICATE
 from certoperator.capool import CAPool
@@ -39,6 +39,7 @@ from certoperator.policy import (
     Input,
     SecretFacts,
     evaluate,
+    facts_for,
     may_issue,
     retry_at,
     retry_rand,
@@ -550,17 +551,13 @@ class Controller:
             )
         self.failures.pop(key, None)
         now = self.ctx.clock()
-        facts = Facts(
-            serial=entry.serial,
-            not_before=entry.not_before,
-            not_after=entry.not_after,
-            renewal_time=renewal.renew_at(
-                entry.not_before,
-                entry.not_after,
-                entry.serial,
-                RenewalPolicy(cert.renewal, self.ctx.settings.jitter),
-                entry.issued_at,
-            ),
+        facts = facts_for(
+            entry.serial,
+            entry.not_before,
+            entry.not_after,
+            cert.renewal,
+            self.ctx.settings.jitter,
+            entry.issued_at,
         )
         outcome = renewal.success_reason(entry.trigger)
         self._log(
