@@ -22,6 +22,8 @@ from typing import Any
 
 from benchlib import free_port, http_ok
 
+from kubelocal.procs import dies_with_this_process
+
 BUILD_SCRIPT = Path(__file__).resolve().parent / "peers" / "cert-manager" / "build.sh"
 GROUP = "cert-manager.io"
 # What the operator issues by default (ECDSA P-256, 30 days), asked of cert-manager explicitly:
@@ -98,7 +100,13 @@ class CertManagerController:
 
     def start(self, timeout: float = 60) -> CertManagerController:
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
+            # Tied to the benchmark: an interrupted run leaves no controller behind.
+            self.proc = subprocess.Popen(
+                self.argv(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=dies_with_this_process(),
+            )
         deadline = time.monotonic() + timeout
         while not self._serving():
             self.alive()

@@ -108,6 +108,11 @@ def _child_setup(owner_pid: int) -> Callable[[], None]:
     return setup
 
 
+def dies_with_this_process() -> Callable[[], None]:
+    """A ``preexec_fn`` for a child that must not outlive this process (even SIGKILLed)."""
+    return _child_setup(os.getpid())
+
+
 @dataclass
 class Process:
     name: str
