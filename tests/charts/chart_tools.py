@@ -82,6 +82,16 @@ class Helm:
         return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
+def default_ca_values(name: str, local_ca: Any) -> dict:
+    """The operator chart's `defaultCA` values pointing at a local CA."""
+    return {
+        "name": name,
+        "functionName": local_ca.function_name,
+        "region": local_ca.region,
+        "endpointUrl": local_ca.endpoint_url,
+    }
+
+
 def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
     for doc in docs:
         if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name):

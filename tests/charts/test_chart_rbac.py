@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_tools import OPERATOR, Helm, env_of, find
+from chart_tools import OPERATOR, Helm, default_ca_values, env_of, find
 from support.operator_process import condition, free_port, get, install_crds
 
 from cacore.certinfo import key_matches
@@ -129,12 +129,7 @@ class Release:
 def install(helm, kube, local_ca, namespace: str, tmp: Path) -> Release:
     name = f"r{namespace[-8:]}"
     values = {
-        "defaultCA": {
-            "name": f"{name}-ca",
-            "functionName": local_ca.function_name,
-            "region": local_ca.region,
-            "endpointUrl": local_ca.endpoint_url,
-        },
+        "defaultCA": default_ca_values(f"{name}-ca", local_ca),
         "peering": {"name": f"{name}-peering"},
         "liveness": {"port": free_port()},
         "metrics": {"port": free_port()},

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_tools import OPERATOR, Helm, env_of, find
+from chart_tools import OPERATOR, Helm, default_ca_values, env_of, find
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -84,12 +84,7 @@ def release(kube, local_ca, tmp_path_factory):
     kube.kubectl("create", "namespace", namespace)
     name = f"s{namespace[-8:]}"
     values = {
-        "defaultCA": {
-            "name": f"{name}-ca",
-            "functionName": local_ca.function_name,
-            "region": local_ca.region,
-            "endpointUrl": local_ca.endpoint_url,
-        },
+        "defaultCA": default_ca_values(f"{name}-ca", local_ca),
         "signer": {"enabled": True},
         "peering": {"enabled": False},
         "liveness": {"port": free_port()},
