@@ -27,7 +27,7 @@ from cacore.text import printable
 from sidecar.settings import Settings, SettingsError, label, load
 
 if TYPE_CHECKING:
-    from sidecar.loop import RenewalLoop
+    from sidecar.loop import AttemptFailed, RenewalLoop
 
 log = logging.getLogger("sidecar")
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = exitcodes.OK, exitcodes.FAILED, exitcodes.USAGE
@@ -135,11 +135,8 @@ def once(settings: Settings) -> int:
         return exitcodes.for_signal(signum)
     if not result:
         stop.set()
-        waiting = "the CA to answer" if loop.state.busy_since is not None else "the work to end"
-        message = (
-            f"gave up after {settings.once_timeout:g} s (CERT_SIDECAR_ONCE_TIMEOUT): still "
-            f"waiting for {waiting} (function {settings.ca.function})"
-        )
+        busy = loop.state.busy_since is not None
+        message = _timed_out(settings, busy=busy, last=loop.last_failure)
     else:
         ok, message = result[0]
         if ok:
@@ -148,6 +145,22 @@ def once(settings: Settings) -> int:
     say(message)
     failure = loop.last_failure
     return EXIT_USAGE if result and failure is not None and failure.usage else EXIT_NOT_READY
+
+
+def _timed_out(settings: Settings, busy: bool, last: AttemptFailed | None) -> str:
+    """The deadline passed mid-attempt: say what was awaited and relay the attempt before,
+    which often holds the fix (a CSR pending approval says who may approve it)."""
+    if not busy:
+        waiting = "the work to end"
+    elif settings.kube is not None:
+        waiting = f"the signer {settings.kube.signer_name} to answer"
+    else:
+        waiting = f"the CA to answer (function {settings.ca.function})"
+    message = (
+        f"gave up after {settings.once_timeout:g} s (CERT_SIDECAR_ONCE_TIMEOUT): "
+        f"still waiting for {waiting}"
+    )
+    return f"{message}; the attempt before: {last.reason}: {last.message}" if last else message
 
 
 def run(settings: Settings) -> int:

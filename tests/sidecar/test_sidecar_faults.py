@@ -384,3 +384,15 @@ def test_every_documented_fault_has_a_scenario_and_every_scenario_a_row():
 @pytest.mark.parametrize("row", ROWS, ids=row_ids(ROWS))
 def test_fault_table_row(row, ca, tmp_path):
     check(row, SCENARIOS[row.id](Ctx(ca, tmp_path)))
+
+
+def test_a_deadline_mid_attempt_relays_the_attempt_before(ca, tmp_path):
+    """The first call fails at once, the retry hangs past the deadline: the one line still says
+    why the earlier attempt failed, since that is often the fix."""
+    ca.inject("throttle")
+    ca.inject("delay", seconds=30)
+    seen = Ctx(ca, tmp_path).run("once", once_timeout="3s", backoff_base="200ms")
+    assert seen.code == 1
+    last_line = seen.output.strip().splitlines()[-1]
+    assert "gave up after 3 s (CERT_SIDECAR_ONCE_TIMEOUT): still waiting for the CA" in last_line
+    assert "the attempt before: Throttled:" in last_line

@@ -201,7 +201,9 @@ def test_a_pending_request_is_waited_on_not_multiplied(
     )  # fmt: skip
     assert done.returncode == 1
     assert time.monotonic() - started >= 6
-    assert "gave up after 7 s: Pending:" in done.stderr
+    # The deadline may fall in a backoff or mid-attempt; either way the last Pending is relayed.
+    assert "gave up after 7 s" in done.stderr
+    assert "Pending:" in done.stderr
     assert "kubectl certificate approve" in done.stderr  # the approver's instruction, relayed
     mine = [c for c in cluster.get_json("csr")["items"] if c["spec"]["username"] == api.username]
     assert len(mine) == 1, "every attempt waited on the same CSR"
