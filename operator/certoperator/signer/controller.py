@@ -54,6 +54,7 @@ from certoperator.signer.names import (
     ISSUED,
     SIGNING,
 )
+from certoperator.signer.outbox import Outbox
 from certoperator.signer.policyspec import Policy, policies_for
 from certoperator.signer.publisher import TrustPublisher
 from certoperator.signer.settings import SignerCA
@@ -73,7 +74,7 @@ log = logging.getLogger("certoperator.signer")
 RECORD_ATTEMPTS = 5
 CONFLICT_ATTEMPTS = 3
 FINISHED_MEMORY = 10000
-EVENT_CONCURRENCY = 4
+STOP_FLUSH_SECONDS = 2.0
 
 
 class Conflict(Exception):
@@ -106,10 +107,11 @@ class Signer:
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._unwritten: dict[str, tuple[bytes, dict[str, str]]] = {}
         self._finished: dict[str, None] = {}  # recent uids this process completed (bounded)
+        self._written: dict[str, str] = {}  # uid -> resourceVersion of our last write (bounded)
         self._background: set[asyncio.Task[None]] = set()
-        # Events share the API connections with decisions: a few at a time, so a burst of CSRs
-        # is approved and signed first and told about after.
-        self._event_slots = asyncio.Semaphore(EVENT_CONCURRENCY)
+        # Whether more CSRs wait (the feed says): events wait for a quiet moment meanwhile.
+        self.busy: Callable[[], bool] = lambda: False
+        self.outbox = Outbox(lambda: self.busy())
         self.trust = TrustPublisher(api, self._spawn)
         self.decisions = Counter(
             "clientcert_csr_decisions",
@@ -127,9 +129,16 @@ class Signer:
     # --- entry points --------------------------------------------------------------------------
 
     async def handle(self, body: Mapping[str, Any]) -> None:
+        await self.handle_view(view(body))
+
+    def wants(self, csr: CsrView) -> bool:
+        """False for news the signer already has: the answer to its own last write of this CSR
+        (the watch shows each write again), or a CSR it finished."""
+        return self._written.get(csr.uid) != csr.resource_version and csr.uid not in self._finished
+
+    async def handle_view(self, csr: CsrView) -> None:
         """Bring one CSR forward as far as it can go now. Never raises: unexpected errors are
         logged and retried with backoff."""
-        csr = view(body)
         entry = self._locks.setdefault(csr.uid, [asyncio.Lock(), 0])
         entry[1] += 1
         try:
@@ -186,6 +195,11 @@ class Signer:
         for task in [*self._timers.values(), *self._background]:
             task.cancel()
 
+    async def aclose(self) -> None:
+        """Stop, posting the events still waiting (briefly: the operator is stopping)."""
+        self.close()
+        await self.outbox.flush(STOP_FLUSH_SECONDS)
+
     # --- one step ------------------------------------------------------------------------------
 
     async def _step(self, csr: CsrView) -> None:
@@ -241,8 +255,8 @@ class Signer:
     async def _write(self, csr: CsrView, body: Mapping[str, Any], approval: bool) -> CsrView:
         try:
             if approval:
-                return view(await self.api.update_approval(body))
-            return view(await self.api.update_status(body))
+                return self._wrote(await self.api.update_approval(body))
+            return self._wrote(await self.api.update_status(body))
         except KubeApiError as error:
             if error.status == 409:
                 raise Conflict() from error
@@ -361,7 +375,7 @@ class Signer:
             }
             body = {**csr.raw, "status": status}
             try:
-                await self.api.update_status(body)
+                self._wrote(await self.api.update_status(body))
                 break
             except KubeApiError as error:
                 if error.status != 409:
@@ -482,6 +496,13 @@ class Signer:
 
         self._timers[csr.uid] = asyncio.create_task(later())
 
+    def _wrote(self, written: Mapping[str, Any]) -> CsrView:
+        csr = view(written)
+        self._written[csr.uid] = csr.resource_version
+        while len(self._written) > FINISHED_MEMORY:
+            del self._written[next(iter(self._written))]
+        return csr
+
     def _forget(self, uid: str) -> None:
         self._finished[uid] = None
         while len(self._finished) > FINISHED_MEMORY:
@@ -500,20 +521,14 @@ class Signer:
     def _event(
         self, involved: Mapping[str, Any], reason: str, message: str, warning: bool = False
     ) -> None:
-        """Posted in the background: an event must never slow or fail a decision."""
+        """Posted later (``outbox``): an event must never slow or fail a decision."""
 
         async def post() -> None:
-            try:
-                async with self._event_slots:
-                    await self.api.post_object_event(
-                        involved, "CertificateSigningRequest", reason, message, warning
-                    )
-            except Exception as error:
-                log.info(
-                    "event not posted", extra={"fields": {"reason": reason, "error": str(error)}}
-                )
+            await self.api.post_object_event(
+                involved, "CertificateSigningRequest", reason, message, warning
+            )
 
-        self._spawn(post())
+        self.outbox.add(post)
 
     def _pod_event(self, csr: CsrView, reason: str, message: str) -> None:
         """The same news on the requesting Pod, where its team looks (``kubectl describe pod``)."""
@@ -526,12 +541,6 @@ class Signer:
         }
 
         async def post() -> None:
-            try:
-                async with self._event_slots:
-                    await self.api.post_object_event(pod, "Pod", reason, message, warning=True)
-            except Exception as error:
-                log.info(
-                    "event not posted", extra={"fields": {"reason": reason, "error": str(error)}}
-                )
+            await self.api.post_object_event(pod, "Pod", reason, message, warning=True)
 
-        self._spawn(post())
+        self.outbox.add(post)

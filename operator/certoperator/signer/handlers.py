@@ -1,12 +1,12 @@
 """kopf wiring for the CSR signer. ``certoperator.handlers`` calls ``register_if_enabled`` once
 with its API connection; the handlers are registered only when ``CLIENTCERT_SIGNER`` is true
-(the chart sets it with ``signer.enabled``, together with the RBAC it needs). Watches the
-CertificateSigningRequests of ``clientcerts.dev/*`` signers whose LambdaCA opts in,
-ClientCertificatePolicies and LambdaCAs; the work is ``controller.Signer``'s.
+(the chart sets it with ``signer.enabled``, together with the RBAC it needs). kopf watches
+ClientCertificatePolicies and LambdaCAs (indices); the CertificateSigningRequests are not kopf's:
+``feed`` watches them and hands them to ``controller.Signer``, started once kopf's indices are
+filled (at the first LambdaCA event: kopf runs no handler before its indices are complete).
 
-Only ``on.event`` handlers and indices: kopf writes nothing onto CSRs (no finalizers, no progress
-annotations), so the operator needs no write access to CSRs beyond the approval and status
-subresources, which the API server limits to the signer names it may approve and sign for.
+The operator writes nothing onto CSRs but the approval and status subresources, which the API
+server limits to the signer names it may approve and sign for.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import kopf
 from certoperator.api import CA_PLURAL, GROUP, VERSION
 from certoperator.kube import Connection
 from certoperator.signer.controller import Signer
+from certoperator.signer.feed import CsrFeed
 from certoperator.signer.kubeapi import SignerApi
-from certoperator.signer.names import POLICY_PLURAL, lambdaca_of, signer_name
+from certoperator.signer.names import POLICY_PLURAL, signer_name
 from certoperator.signer.policyspec import Policy, parse_policy
 from certoperator.signer.settings import SignerCA, signer_ca, signer_enabled
 
@@ -45,6 +46,7 @@ class Wiring:
     def __init__(self) -> None:
         self.connection = Connection()
         self.signer: Signer | None = None
+        self.feed: CsrFeed | None = None
         self.cas_index: Any = {}
         self.policy_index: Any = {}
         self._rescan: asyncio.Task[None] | None = None
@@ -76,6 +78,13 @@ class Wiring:
             )
             self.signer.ca = self.ca
             self.signer.policies = self.policies
+            self.feed = CsrFeed(
+                self.signer.api, self.signer, paused=ctx.paused, resumed=ctx.resumed
+            )
+            self.feed.start()
+            watchdog = memo.get("watchdog")
+            if watchdog is not None:
+                watchdog.watch("the CSR signer", self.feed.tasks)
         return self.signer
 
     def rescan_soon(self, memo: kopf.Memo, indices: Mapping[str, Any]) -> None:
@@ -118,19 +127,6 @@ def _register() -> None:
         """Every ClientCertificatePolicy, parsed once per change."""
         return {name: parse_policy(name, dict(spec))}
 
-    def ours(spec: kopf.Spec, **kwargs: Any) -> bool:
-        """CSRs of a clientcerts.dev signer whose LambdaCA opts in; any other is never touched."""
-        lambdaca = lambdaca_of(str(spec.get("signerName", "")))
-        return lambdaca is not None and lambdaca in kwargs["signer_lambdacas"]
-
-    @kopf.on.event(
-        "certificates.k8s.io", "v1", "certificatesigningrequests", when=ours, id="signer_csr"
-    )
-    async def csr_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
-        if type == "DELETED":
-            return
-        await WIRING.get(memo, kwargs).handle(body)
-
     @kopf.on.event(GROUP, VERSION, POLICY_PLURAL, id="signer_policy_changed")
     async def policy_changed(memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
         """A policy created or changed: pending CSRs are decided again (initial listing: no)."""
@@ -140,7 +136,8 @@ def _register() -> None:
     @kopf.on.event(GROUP, VERSION, CA_PLURAL, id="signer_lambdaca_changed")
     async def lambdaca_changed(name: str, memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
         """A LambdaCA opted in (or its CA changed): its client is made ready, and its waiting
-        CSRs are handled now (at start, kopf's own listing of CSRs does that)."""
+        CSRs are handled now (at start, the feed's first listing of CSRs does that; the first
+        of these events starts the feed)."""
         if type == "DELETED":
             return
         await WIRING.get(memo, kwargs).prepare(name)
@@ -149,5 +146,7 @@ def _register() -> None:
 
     @kopf.on.cleanup(id="signer_stop")
     async def stop_signer(**_: Any) -> None:
+        if WIRING.feed is not None:
+            WIRING.feed.stop()
         if WIRING.signer is not None:
-            WIRING.signer.close()
+            await WIRING.signer.aclose()
