@@ -31,7 +31,10 @@ from certoperator.signer.kubeapi import CSRS
 from certoperator.signer.names import lambdaca_of
 
 log = logging.getLogger("certoperator.signer")
-WORKERS = 16  # CSRs in hand at once: enough to keep the CA pool (8 by default) and the API busy
+# CSRs in hand at once, per CA call slot (``--max-concurrent-issuances``, 8 by default): while
+# some wait for the CA, others are approved or recorded. More only makes every CSR of a burst
+# slower (each waits behind all the others for the API server).
+WORKERS_PER_CA_SLOT = 2
 
 
 def pending_of_ours(obj: Mapping[str, Any]) -> CsrView | None:
@@ -88,7 +91,7 @@ class CsrFeed:
         signer: Signer,
         paused: Callable[[], bool] = lambda: False,
         resumed: Callable[[], Awaitable[None]] | None = None,
-        workers: int = WORKERS,
+        workers: int = 16,
     ) -> None:
         self.signer, self._paused, self._resumed = signer, paused, resumed
         self.queue = WorkQueue()

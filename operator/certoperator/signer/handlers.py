@@ -22,7 +22,7 @@ import kopf
 from certoperator.api import CA_PLURAL, GROUP, VERSION
 from certoperator.kube import Connection
 from certoperator.signer.controller import Signer
-from certoperator.signer.feed import CsrFeed
+from certoperator.signer.feed import WORKERS_PER_CA_SLOT, CsrFeed
 from certoperator.signer.kubeapi import SignerApi
 from certoperator.signer.names import POLICY_PLURAL, signer_name
 from certoperator.signer.policyspec import Policy, parse_policy
@@ -79,7 +79,11 @@ class Wiring:
             self.signer.ca = self.ca
             self.signer.policies = self.policies
             self.feed = CsrFeed(
-                self.signer.api, self.signer, paused=ctx.paused, resumed=ctx.resumed
+                self.signer.api,
+                self.signer,
+                paused=ctx.paused,
+                resumed=ctx.resumed,
+                workers=WORKERS_PER_CA_SLOT * ctx.settings.max_concurrent,
             )
             self.feed.start()
             watchdog = memo.get("watchdog")

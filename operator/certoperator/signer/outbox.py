@@ -15,7 +15,7 @@ log = logging.getLogger("certoperator.signer")
 
 Post = Callable[[], Awaitable[None]]
 MAX_HOLD = 5.0  # seconds an event may wait for a quiet moment
-QUIET = 0.05  # seconds the signer must stay idle before events go out
+QUIET = 0.2  # seconds between looks whether the signer is idle
 CONCURRENCY = 4  # events posted at once, so they never crowd out decisions either
 
 
