@@ -18,7 +18,7 @@ from support.csr_requests import (
     signed,
     wait_csr,
 )
-from support.operator_process import apply
+from support.operator_process import apply, wait_for
 
 from cacore.certinfo import chain_problem, key_matches, san_strings
 from cacore.request import San
@@ -105,14 +105,19 @@ def test_a_requester_matching_no_policy_is_denied_with_the_reason(
     obj = wait_csr(cluster, name, denied, message="denied")
     assert denied(obj)["reason"] == "NoMatchingPolicy"
     assert f"ServiceAccount {kube_namespace}/nobody" in denied(obj)["message"]
-    events = json.loads(
-        cluster.kubectl(
-            "get", "events", "-n", "default", "--field-selector",
-            f"involvedObject.name={name},involvedObject.kind=CertificateSigningRequest",
-            "-o", "json",
-        ).stdout
-    )["items"]  # fmt: skip
-    assert any(e["reason"] == "NoMatchingPolicy" and e["type"] == "Warning" for e in events)
+
+    def warned() -> bool:
+        events = json.loads(
+            cluster.kubectl(
+                "get", "events", "-n", "default", "--field-selector",
+                f"involvedObject.name={name},involvedObject.kind=CertificateSigningRequest",
+                "-o", "json",
+            ).stdout
+        )["items"]  # fmt: skip
+        return any(e["reason"] == "NoMatchingPolicy" and e["type"] == "Warning" for e in events)
+
+    # Events follow the decisions once the signer is idle (signer/outbox.py).
+    wait_for(warned, 10, 0.2, "the NoMatchingPolicy event")
     described = cluster.kubectl("describe", "csr", name).stdout
     assert "NoMatchingPolicy" in described
 

@@ -11,5 +11,7 @@ ClientCertificatePolicy as data), ``csrview`` (a CSR object as data), ``approval
 cert-manager's policy-chain style), ``signing`` (what the CA is asked for, and the CSR's status
 writes), ``trust`` (the trust bundle objects), ``settings``. Edges: ``kubeapi`` (REST calls),
 ``publisher`` (the trust bundle, kept current), ``controller`` (one CSR at a time: gather,
-decide, act), ``handlers`` (kopf wiring, registered from ``certoperator.handlers``).
+decide, act), ``outbox`` (events, posted when the signer is idle), ``feed`` (the CSR informer and
+its work queue, instead of kopf), ``handlers`` (kopf wiring, registered from
+``certoperator.handlers``).
 """
