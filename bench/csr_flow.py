@@ -229,7 +229,8 @@ def main():
             cpu_before = operator.cpu_seconds()
             idle_rss = operator.peak_rss_mb("VmRSS")
             # Who used the 2 cores during the burst: the operator alone is not the whole story.
-            pids = {**{n: p for n, p in plane.pids.items() if n in ("kube-apiserver", "etcd")},
+            pids = {**{n: p for n, p in plane.pids.items()
+                       if n in ("kube-apiserver", "etcd", "kube-controller-manager")},
                     "local CA": local_ca_pid(ca)}  # fmt: skip
             others_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             self_before = resource.getrusage(resource.RUSAGE_SELF)

@@ -149,7 +149,10 @@ def _register() -> None:
             WIRING.rescan_soon(memo, kwargs)
 
     @kopf.on.cleanup(id="signer_stop")
-    async def stop_signer(**_: Any) -> None:
+    async def stop_signer(memo: kopf.Memo, **_: Any) -> None:
+        watchdog = memo.get("watchdog")
+        if watchdog is not None:  # the feed's tasks end now: not a dead part
+            watchdog.stopping("kopf is stopping")
         if WIRING.feed is not None:
             WIRING.feed.stop()
         if WIRING.signer is not None:
