@@ -99,7 +99,8 @@ class CsrFeed:
             kube, CSRS, pending_of_ours, self._changed
         )
         self._workers = workers
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[None]] = []  # live as long as the operator (watchdog)
+        self._listed: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self.tasks:
@@ -116,8 +117,9 @@ class CsrFeed:
         self.signer.busy = lambda: len(self.queue) > 0
 
     def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        for task in [*self.tasks, self._listed]:
+            if task is not None:
+                task.cancel()
 
     def _changed(self, key: Key, _old: CsrView | None, new: CsrView | None) -> None:
         if new is not None and self.signer.wants(new):
