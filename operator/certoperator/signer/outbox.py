@@ -50,9 +50,10 @@ class Outbox:
             if not self._posts:
                 self._added.clear()
                 await self._added.wait()
-            await asyncio.sleep(QUIET)
             if self._due():
-                await self._post_some()
+                await self._post_some()  # and the next few at once, unless the signer got busy
+            else:
+                await asyncio.sleep(QUIET)
 
     async def _post_some(self) -> None:
         """Up to CONCURRENCY events at once, then look again whether the signer got busy."""
