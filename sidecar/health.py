@@ -39,7 +39,8 @@ class _Client:
     def __init__(self, sock: socket.socket, deadline: float) -> None:
         self.sock, self.deadline = sock, deadline
         self.request = bytearray()
-        self.reply = b""  # set once the request is complete; sent, then the connection closes
+        self.reply = b""  # set once the request is complete
+        self.done = False  # the reply is sent; the connection closes when the client is done
 
 
 def response(
@@ -139,6 +140,12 @@ class HealthServer:
 
     def _serve_client(self, selector: selectors.BaseSelector, client: _Client) -> None:
         try:
+            if client.done:
+                # A lingering close: what the client still sends is read and dropped until it
+                # closes (or its deadline), so a reset cannot discard the reply on its way.
+                if not client.sock.recv(4096):
+                    self._drop(selector, client)
+                return
             if not client.reply:
                 data = client.sock.recv(4096)
                 if not data:
@@ -148,16 +155,17 @@ class HealthServer:
                 reply = self.answer(bytes(client.request))
                 if reply is None:
                     return  # more to come
-                client.reply = reply
+                client.reply, client.request = reply, bytearray()
                 selector.modify(client.sock, selectors.EVENT_WRITE)
             sent = client.sock.send(client.reply)
             client.reply = client.reply[sent:]
+            if not client.reply:
+                client.done = True
+                client.sock.shutdown(socket.SHUT_WR)
+                selector.modify(client.sock, selectors.EVENT_READ)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self._drop(selector, client)
-            return
-        if not client.reply:
             self._drop(selector, client)
 
     # --- HTTP ----------------------------------------------------------------------------------
