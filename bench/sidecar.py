@@ -101,9 +101,9 @@ pem = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashe
 request = base64.b64encode(pem.public_bytes(serialization.Encoding.PEM)).decode()
 which, kubeconfig, ca_file = sys.argv[1:4]
 if which == "stdlib":
-    import http.client, json, ssl
+    import json, ssl
+    from sidecar import httpwire  # ssl and socket: what the sidecar's client is made of
     context = ssl.create_default_context(cafile=ca_file)
-    conn = http.client.HTTPSConnection("127.0.0.1", 6443, context=context)
     body = json.dumps({"spec": {"request": request, "signerName": "clientcerts.dev/x"}})
 elif which == "lightkube":
     from lightkube import Client, KubeConfig
@@ -147,10 +147,11 @@ def client_costs(kubeconfig: Path, ca_file: Path) -> dict[str, float]:
     """Peak RSS (MB) of the same job with each candidate client."""
     costs = {}
     python = client_venv()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the stdlib candidate is sidecar.httpwire
     for which in ("stdlib", *CLIENTS):
         done = subprocess.run(
             [str(python), "-c", CLIENT_PROBE, which, str(kubeconfig), str(ca_file)],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True, check=True, env=env,
         )  # fmt: skip
         costs[which] = round(float(done.stdout.strip()), 1)
     return costs
