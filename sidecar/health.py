@@ -86,8 +86,12 @@ class HealthServer:
     def close(self) -> None:
         """Stop serving and release the port (the process exits without it; tests call it)."""
         self._closing = True
-        self._wake_write.send(b"x")
-        self.thread.join(5)
+        if self.thread.is_alive():
+            self._wake_write.send(b"x")
+            self.thread.join(5)
+        else:
+            for sock in (self.listener, self._wake_read, self._wake_write):
+                sock.close()
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -125,6 +129,8 @@ class HealthServer:
                 log.warning("health: cannot accept", extra={"fields": {"error": str(error)}})
                 if self.clients:
                     self._drop(selector, min(self.clients.values(), key=lambda c: c.deadline))
+                else:
+                    time.sleep(0.1)  # the listener stays readable: do not spin on it
                 return
             if len(self.clients) >= MAX_CLIENTS:
                 self._drop(selector, min(self.clients.values(), key=lambda c: c.deadline))

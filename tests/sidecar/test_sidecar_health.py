@@ -131,9 +131,10 @@ def test_a_client_that_leaves_early_costs_nothing(served):
 def test_an_address_in_use_is_an_error_at_construction():
     state = State()
     first = HealthServer(("127.0.0.1", 0), state, 30, 90)
+    address = first.address
     try:
         with pytest.raises(OSError):
-            HealthServer(first.address, state, 30, 90)
+            HealthServer(address, state, 30, 90)
     finally:
-        first.start()
-        first.close()
+        first.close()  # never started: the port is released all the same
+    HealthServer(address, state, 30, 90).close()
