@@ -266,7 +266,7 @@ def main() -> int:
     own_p50 = figures["sidecar_first_log_to_issued_p50_s"]
     print(f"the sidecar's own part (first log line -> certificate issued) p50: native "
           f"{own_p50['native']} s, init {own_p50['init']} s; the rest of the added time is the "
-          "kubelet's (1 s PLEG relist, 1 s probe period)")  # fmt: skip
+          "kubelet's (whole 1 s PLEG relist rounds)")  # fmt: skip
     ws = figures["sidecar_working_set_mb"]
     print(f"sidecar container memory (cgroup working set): median {ws['median']} MB, "
           f"max {ws['max']} MB (target <= {TARGET_MEMORY_MB} MB)")  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 _PUBLIC = 0o644  # everything in the tree and every fetched file is public material
 MAX_INPUT_BYTES = 1024 * 1024  # a CSR or a CA bundle given on the command line
+STDIN = "-"  # add's CSR from standard input
 
 
 def _layout(root: Path, env: str) -> EnvLayout:
@@ -125,6 +127,11 @@ def init(root: Path, env: str, ca_bundle: Path | None) -> tuple[int, str]:
 
 
 def _read_input(path: Path, option: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    if str(path) == STDIN:  # a CSR pasted from a partner's mail: `pbpaste | certs-gitops add -`
+        data = sys.stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise UsageError(f"{option}: standard input is larger than {limit} bytes")
+        return data
     try:
         return read_limited(path, limit)
     except TooLarge as error:
@@ -177,7 +184,7 @@ def add(args: argparse.Namespace) -> tuple[int, str]:
     layout = _existing_env(args.root, args.env)
     pem = _read_input(args.csr, "csr", MAX_CSR_BYTES)
     try:
-        csr = csrs.read_csr(pem, display(args.csr))
+        csr = csrs.read_csr(pem, "standard input" if str(args.csr) == STDIN else display(args.csr))
     except InvalidRequest as error:
         raise UsageError(str(error)) from error
     state = read_state(layout, int(args.max_lifetime_days))

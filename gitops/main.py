@@ -88,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
 
     add = sub.add_parser("add", help="add a partner's CSR and its tls.json entry")
     _common(add)
-    add.add_argument("csr", type=Path, help="the partner's PEM CSR")
+    add.add_argument("csr", type=Path, help="the partner's PEM CSR file, or - for standard input")
     add.add_argument("--common-name", "--cn", dest="common_name", help="default: the CSR's CN")
     for name in ("organization", "organizational-unit", "locality", "state", "country"):
         add.add_argument(f"--{name}", help="default: the CSR's")

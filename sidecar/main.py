@@ -34,9 +34,42 @@ EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = exitcodes.OK, exitcodes.FAILED, exitcodes.
 STOP_GRACE_SECONDS = 0.5  # SIGTERM must end the process within a second
 ONCE_GRACE_SECONDS = 1.0  # past CERT_SIDECAR_ONCE_TIMEOUT, for the loop to report its last failure
 INTERNAL_ERROR = "InternalError"
+# wait mode: a look costs about a millisecond; quick while the first issuance is normally due
+# (the kubelet starts the app when the hook returns), then calmer while the CA is slow or down.
+WAIT_POLL_SECONDS, WAIT_POLL_QUICK_SECONDS, WAIT_QUICK_FOR_SECONDS = 0.25, 0.02, 3.0
 
 
 def check(settings: Settings) -> int:
+    problem, summary = _inspect(settings)
+    if problem:
+        say(f"not ready: {problem} ({settings.output_dir})")
+        return EXIT_NOT_READY
+    print(summary)
+    return EXIT_OK
+
+
+def wait(settings: Settings) -> int:
+    """Until ``check`` passes, for a native sidecar's postStart hook: the kubelet starts the app
+    the moment this returns, instead of at the next tick of a startup probe."""
+    started = time.monotonic()
+    deadline = started + settings.once_timeout
+    while True:
+        problem, summary = _inspect(settings)
+        if problem is None:
+            print(summary)
+            return EXIT_OK
+        if time.monotonic() >= deadline:
+            say(
+                f"not ready after {settings.once_timeout:g} s (CERT_SIDECAR_ONCE_TIMEOUT): "
+                f"{problem} ({settings.output_dir})"
+            )
+            return EXIT_NOT_READY
+        quick = time.monotonic() - started < WAIT_QUICK_FOR_SECONDS
+        time.sleep(WAIT_POLL_QUICK_SECONDS if quick else WAIT_POLL_SECONDS)
+
+
+def _inspect(settings: Settings) -> tuple[str | None, str]:
+    """(what keeps the set from being ready, or None; the one-line summary of a ready set)."""
     from cacore.edge.files import UnreadableSet, read_credential_set
     from sidecar.observe import observe, unreadable
     from sidecar.policy import readiness_problem, subject_mismatch
@@ -50,18 +83,13 @@ def check(settings: Settings) -> int:
         assert observed.certificate is not None  # a ready set has a certificate
         problem = subject_mismatch(observed.certificate, settings.request)
     if problem:
-        say(f"not ready: {problem.reason}: {problem.message} ({settings.output_dir})")
-        return EXIT_NOT_READY
+        return f"{problem.reason}: {problem.message}", ""
     cert = observed.certificate
     assert cert is not None
-    print(
-        printable(
-            f"ok: {cert.subject.rfc4514_string()} valid until "
-            f"{cert.not_valid_after_utc.isoformat()}",
-            2000,
-        )
+    summary = (
+        f"ok: {cert.subject.rfc4514_string()} valid until {cert.not_valid_after_utc.isoformat()}"
     )
-    return EXIT_OK
+    return None, printable(summary, 2000)
 
 
 def say(message: str) -> None:
@@ -253,6 +281,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_USAGE
     if settings.mode == "check":
         return cli.run("cert-sidecar", lambda: check(settings))
+    if settings.mode == "wait":
+        return cli.run("cert-sidecar", lambda: wait(settings))
     jsonlog.configure(settings.log_level)
     problem = preflight(settings)
     if problem:

@@ -25,7 +25,8 @@ from cacore.request import CertificateRequest, San, Subject, parse_sans, validat
 
 PREFIX = "CERT_SIDECAR_"
 T = TypeVar("T")
-MODES = ("run", "once", "check")
+MODES = ("run", "once", "check", "wait")
+FILE_ONLY_MODES = ("check", "wait")  # read the output directory; never ask the CA
 ISSUERS = ("lambda", "kubernetes")
 KUBE_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 KUBE_CA_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
@@ -62,7 +63,12 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("mode", "run", "run (issue and renew forever), once (issue if needed, exit) or check"),
+    Option(
+        "mode",
+        "run",
+        "run (issue and renew forever), once (issue if needed, exit), check, or wait (until "
+        "check passes, up to the once timeout)",
+    ),
     # The CA
     Option("function", DEFAULT_FUNCTION, "CA Lambda function name or ARN"),
     Option(
@@ -163,7 +169,11 @@ OPTIONS: tuple[Option, ...] = (
         "30s",
         "shortest time between two issuances, a guard against renewal storms",
     ),
-    Option("once_timeout", "5m", "once mode: how long to retry transient failures"),
+    Option(
+        "once_timeout",
+        "5m",
+        "once mode: how long to retry transient failures; wait mode: how long to wait",
+    ),
     # Telling the app
     Option("reload_signal", "HUP", "signal sent by the pid-file and process-name actions"),
     Option("reload_pid_file", None, "signal the process whose pid is in this file"),
@@ -207,7 +217,7 @@ class KubeIssuerSettings:
 class Settings:
     mode: str
     ca: CAConfig
-    request: CertificateRequest | None  # None only in check mode without a common name
+    request: CertificateRequest | None  # None only in check/wait without a common name
     key_spec: KeySpec
     output_dir: Path
     names: FileNames
@@ -266,7 +276,9 @@ def _flags(argv: Sequence[str]) -> tuple[dict[str, str | None], str | None]:
         description="Keep an X.509 certificate from the serverless CA fresh in a directory.",
         epilog="Every flag has an environment variable; see docs/sidecar.md.",
     )
-    parser.add_argument("mode_arg", nargs="?", choices=MODES, metavar="MODE", help="run|once|check")
+    parser.add_argument(
+        "mode_arg", nargs="?", choices=MODES, metavar="MODE", help="run|once|check|wait"
+    )
     for option in OPTIONS:
         parser.add_argument(
             option.flag,
@@ -441,7 +453,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     values = raw_values(argv, environ)
     mode = _text(values, "mode") or "run"
     if mode not in MODES:
-        raise _fail(_BY_NAME["mode"], f"{mode!r} is not a mode; use run, once or check")
+        raise _fail(_BY_NAME["mode"], f"{mode!r} is not a mode; use run, once, check or wait")
     issuer = (_text(values, "issuer") or "lambda").lower()
     if issuer not in ISSUERS:
         raise _fail(_BY_NAME["issuer"], f"{issuer!r} is not an issuer; use lambda or kubernetes")
@@ -478,8 +490,8 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         extended_key_usages=_parse(values, "extended_key_usages", _list) or (),
     )
     request: CertificateRequest | None = wanted
-    if not subject.common_name and mode == "check":
-        request = None  # check can verify the files without knowing the name
+    if not subject.common_name and mode in FILE_ONLY_MODES:
+        request = None  # check and wait can verify the files without knowing the name
     else:
         try:
             validate(wanted, max_lifetime)

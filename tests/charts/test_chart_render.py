@@ -216,7 +216,8 @@ def check_native(docs):
     init, containers = sidecar_containers(docs)
     (sidecar,) = init
     assert sidecar["restartPolicy"] == "Always" and sidecar["args"] == ["run"]
-    assert sidecar["startupProbe"]["exec"]["command"] == ["cert-sidecar", "check"]
+    assert sidecar["lifecycle"]["postStart"]["exec"]["command"] == ["cert-sidecar", "wait"]
+    assert "startupProbe" not in sidecar  # the hook gates the app; a probe would add its period
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert sidecar["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert [c["name"] for c in containers] == ["app"]
@@ -251,7 +252,7 @@ def check_health_off(docs):
     (sidecar,) = sidecar_containers(docs)[0]
     assert env_of(sidecar)["CERT_SIDECAR_LISTEN"] == "off"
     assert "readinessProbe" not in sidecar and "ports" not in sidecar
-    assert sidecar["startupProbe"]  # check needs no server
+    assert sidecar["lifecycle"]["postStart"]  # wait reads the files: it needs no server
 
 
 def check_node_disk(docs):

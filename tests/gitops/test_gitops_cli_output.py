@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from gitops_helpers import DOCUMENTED_EXAMPLE, ROOT, Tree, good_entry, run_cli, tampered_csr
@@ -89,6 +92,26 @@ def test_add_refuses_the_same_csr_twice(tmp_path):
     assert first.returncode == 0
     assert second.returncode == 1 and "already used by entry [0]" in second.stdout
     assert len(json.loads((tmp_path / "certs/dev/tls.json").read_text())) == 1
+
+
+def test_add_reads_the_csr_from_standard_input(tmp_path):
+    Tree(tmp_path)
+    pem = csr_pem("pasted.example.com")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gitops.main", "add", "--env", "dev", "-"], input=pem, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60,
+    )  # fmt: skip
+    garbage = subprocess.run(
+        [sys.executable, "-m", "gitops.main", "add", "--env", "dev", "-"], input=b"not a CSR",
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "certs/dev/csrs/pasted-example-com.csr").read_bytes() == pem
+    (entry,) = json.loads((tmp_path / "certs/dev/tls.json").read_text())
+    assert entry["common_name"] == "pasted.example.com"
+    assert garbage.returncode != 0 and b"standard input" in garbage.stdout + garbage.stderr
 
 
 USAGE_ROWS = [

@@ -7,15 +7,20 @@ tests/support/fault_scenarios.py, which bench/operator_faults.py runs too."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import pytest
 from support import fault_scenarios, plane_faults
 from support.fault_scenarios import CONCURRENCY, Lab
-from support.operator_process import apply, install_crds, lambdaca_manifest
+from support.operator_process import OperatorProcess, apply, install_crds, lambdaca_manifest
 
 from kubelocal.controlplane import ControlPlane
 from kubelocal.handle import Kube
 
 pytestmark = pytest.mark.timeout(300)
+BLOCKED_LOOP_OPERATOR = Path(__file__).resolve().parents[1] / "support" / "blocked_loop_operator.py"
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +115,25 @@ def test_sigterm_during_an_outage_stops_in_time_and_the_next_process_writes_the_
     assert result.ready == result.certificates
     assert result.invocations == result.certificates, "stashed certificates are not re-issued"
     assert result.details["stash_left"] == 0
+
+
+def test_a_blocked_event_loop_fails_liveness_and_ends_the_process_to_be_restarted(lab, tmp_path):
+    """The hang no API fault produces: the real operator's event loop blocked from inside. The
+    watchdog thread notices within the stall budget, logs why, and exits 1 for the kubelet."""
+    log = tmp_path / "blocked.log"
+    op = OperatorProcess.cli(lab.kube, lab.ca, log, "--standalone", stall_seconds="5")
+    op.argv = [sys.executable, str(BLOCKED_LOOP_OPERATOR), *op.argv[1:]]
+    op.env["LCC_BLOCK_LOOP_AFTER"] = "8"
+    lab.operators.append(op.start())
+    ns = lab.namespace("blocked-loop")
+    lab.wait_ready(ns, lab.create(ns, ["before-the-block"]))
+    assert op.proc is not None
+    code = op.proc.wait(timeout=60)
+    assert code == 1, "exit 1: the kubelet (or a supervisor) starts a fresh process"
+    lines = [json.loads(x) for x in op.log_path.read_text().splitlines() if x.startswith("{")]
+    (last,) = [
+        x
+        for x in lines
+        if x.get("message") == "operator is not alive; exiting so that it is restarted"
+    ]
+    assert last["problem"].startswith("the event loop has not run for")

@@ -298,6 +298,33 @@ def test_check_exit_codes_and_reasons(ca, tmp_path):
     assert len(expired.stderr.strip().splitlines()) == 1
 
 
+def test_wait_returns_once_a_running_sidecar_has_a_valid_set(ca, tmp_path):
+    """The native sidecar's postStart hook: wait blocks while nothing is published, returns 0
+    once ``run`` has written a valid set, and gives up at the once timeout saying why."""
+    out = tmp_path / "certs"
+    gave_up = run_mode("wait", ca, output_dir=out, once_timeout="1s")
+    assert gave_up.returncode == 1
+    assert "not ready after 1 s (CERT_SIDECAR_ONCE_TIMEOUT): DoesNotExist" in gave_up.stderr
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "sidecar", "wait"],
+        env=sidecar_env(ca, output_dir=out, common_name="wait.example.com", once_timeout="60s"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        time.sleep(1)
+        assert waiter.poll() is None, "wait returned before any set was written"
+        sidecar = Sidecar(ca, tmp_path / "run.log", common_name="wait.example.com",
+                          output_dir=out).start()  # fmt: skip
+        try:
+            stdout, _ = waiter.communicate(timeout=30)
+            assert waiter.returncode == 0 and "CN=wait.example.com" in stdout
+            assert read_credential_set(out) is not None
+        finally:
+            sidecar.stop()
+    finally:
+        waiter.kill()
+
+
 def test_check_never_loads_boto3(tmp_path):
     code = (
         "import sys\nfrom sidecar.main import main\n"

@@ -48,7 +48,7 @@ BAD = [
     ("CERT_SIDECAR_RELOAD_COMMAND", "kill 'unclosed", "cannot split"),
     ("CERT_SIDECAR_LISTEN", "8081", "host:port"),
     ("CERT_SIDECAR_LOG_LEVEL", "loud", "debug, info"),
-    ("CERT_SIDECAR_MODE", "forever", "run, once or check"),
+    ("CERT_SIDECAR_MODE", "forever", "run, once, check or wait"),
 ]
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from kubelocal.procs import dies_with_this_process
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FUNCTION_NAME = "serverless-tls-cert-dev"
 DEFAULT_REGION = "us-east-1"
@@ -177,8 +179,9 @@ class LocalCA:
             return self
         log = self.log_path.open("ab")
         proc = subprocess.Popen(
-            self.command(), stdout=subprocess.PIPE, stderr=log, env=_child_env(), cwd=ROOT
-        )
+            self.command(), stdout=subprocess.PIPE, stderr=log, env=_child_env(), cwd=ROOT,
+            preexec_fn=dies_with_this_process(),  # a killed test run or bench leaves none behind
+        )  # fmt: skip
         log.close()
         assert proc.stdout is not None
         selector = selectors.DefaultSelector()
@@ -295,6 +298,7 @@ def dynamodb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 stdout=log,
                 stderr=log,
                 env=_child_env(),
+                preexec_fn=dies_with_this_process(),
             )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

@@ -168,18 +168,19 @@ livenessProbe:
 {{- end -}}
 
 {{/* The native sidecar: an init container that keeps running (restartPolicy: Always). Its
-startupProbe is `cert-sidecar check`, so the kubelet starts the app only once a valid
-certificate matching its key is in the volume. */}}
+postStart hook `cert-sidecar wait` returns once a valid certificate matching its key is in the
+volume, and the kubelet starts the app only after the hook: at once, not at the next tick of a
+startup probe. */}}
 {{- define "cert-sidecar.nativeContainer" -}}
 {{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
 - name: {{ $v.name }}
   args: [run]
   restartPolicy: Always
   {{- include "cert-sidecar.common" . | nindent 2 }}
-  startupProbe:
-    exec:
-      command: [cert-sidecar, check]
-    {{- toYaml $v.probes.startup | nindent 4 }}
+  lifecycle:
+    postStart:
+      exec:
+        command: [cert-sidecar, wait]
   {{- with (include "cert-sidecar.probes" . | trim) }}
   {{- . | nindent 2 }}
   {{- end }}
