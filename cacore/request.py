@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -133,6 +132,8 @@ def split_san_list(text: str) -> list[str]:
         raise InvalidRequest(
             "sans", "holds a line break or a NUL character; write the SANs on one line"
         )
+    import csv  # only for a SAN list: the sidecar runs in every pod, and most set none
+
     return next(csv.reader([text], skipinitialspace=True), [])
 
 

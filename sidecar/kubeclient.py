@@ -10,7 +10,6 @@ backoff and ``once``'s exit code treat them like the CA's.
 
 from __future__ import annotations
 
-import http.client
 import json
 import ssl
 from collections.abc import Iterator, Mapping
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from cacore.errors import AccessDenied, CAError, InvalidRequest, Throttled, TransportError
+from sidecar import httpwire
 
 CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 RBAC_HINT = (
@@ -64,44 +64,39 @@ class KubeClient:
                 "mount one (automountServiceAccountToken) or set CERT_SIDECAR_KUBE_TOKEN_FILE"
             ) from error
 
-    def _connection(self, timeout: float) -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection(
-            self.host, self.port, context=self.context, timeout=timeout
-        )
-
     def _send(
         self, method: str, path: str, body: Mapping[str, Any] | None, timeout: float
-    ) -> tuple[http.client.HTTPSConnection, http.client.HTTPResponse]:
+    ) -> httpwire.Response:
         headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        conn = self._connection(timeout)
         try:
-            conn.request(method, path, body=data, headers=headers)
-            return conn, conn.getresponse()
-        except (OSError, http.client.HTTPException) as error:
-            conn.close()
+            return httpwire.request(
+                self.context, self.host, self.port, method, path, headers, data, timeout
+            )
+        except OSError as error:
             raise TransportError(
                 f"cannot reach the Kubernetes API at {self.api_url}: {error}"
             ) from error
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict | None:
         """The response's JSON; None for 404."""
-        conn, response = self._send(method, path, body, self.timeout)
+        response = self._send(method, path, body, self.timeout)
         try:
             text = response.read()
-        except (OSError, http.client.HTTPException) as error:
+        except OSError as error:
             raise TransportError(
                 f"the Kubernetes API at {self.api_url} broke off: {error}"
             ) from error
         finally:
-            conn.close()
+            response.close()
         if response.status == 404:
             return None
         if response.status >= 400:
-            raise _error(response.status, method, path, text, response.getheader("Retry-After"))
+            retry_after = response.headers.get("retry-after")
+            raise _error(response.status, method, path, text, retry_after)
         return json.loads(text) if text else {}
 
     def create_csr(self, body: Mapping[str, Any]) -> dict:
@@ -125,24 +120,31 @@ class KubeClient:
                 "allowWatchBookmarks": "false",
             }
         )
-        conn, response = self._send("GET", f"{CSRS}?{query}", None, seconds + 10)
+        response = self._send("GET", f"{CSRS}?{query}", None, seconds + 10)
         try:
             if response.status >= 400:
-                raise _error(response.status, "WATCH", CSRS, response.read(), None)
+                try:
+                    text = response.read()
+                except OSError:
+                    text = b""
+                raise _error(response.status, "WATCH", CSRS, text, None)
+            lines = response.lines()
             while True:
                 try:
-                    line = response.readline()
-                except (OSError, http.client.HTTPException):
+                    line = next(lines, b"")
+                except OSError:
                     return  # a broken stream: the caller re-reads
-                if not line:
-                    return
+                if not line.strip():
+                    if not line:
+                        return
+                    continue
                 event = json.loads(line)
                 if event.get("type") == "ERROR":
                     return  # e.g. 410 Gone: the resourceVersion is too old
                 if event.get("type") in ("ADDED", "MODIFIED"):
                     yield event["object"]
         finally:
-            conn.close()
+            response.close()
 
 
 def _error(status: int, method: str, path: str, text: bytes, retry_after: str | None) -> CAError:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 
 from cacore.backoff import backoff_delay
 from cacore.credentials import credential_files
-from cacore.edge.client import Issuance
 from cacore.edge.files import (
     AtomicDirectoryWriter,
     UnreadableSet,
@@ -29,6 +28,7 @@ from cacore.errors import CAError, CARefused, ConfigurationError, InvalidRequest
 from cacore.keys import KeySpec, private_key_pem
 from cacore.renewal import RenewalPolicy
 from cacore.request import CertificateRequest
+from cacore.response import Issuance
 from sidecar.observe import Observed, observe, unreadable
 from sidecar.policy import Decision, evaluate, readiness_problem
 from sidecar.settings import Settings, setting_message

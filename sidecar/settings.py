@@ -7,10 +7,8 @@ fix, and the process exits with code 2 before doing anything else.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import shlex
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -246,16 +244,34 @@ def label(name: str) -> str:
     return _BY_NAME[name].label()
 
 
-class _Parser(argparse.ArgumentParser):
-    """A usage error is one line (and ``SettingsError``, so it exits 2 like any bad setting)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise SettingsError(f"{message} (see cert-sidecar --help)")
-
-
 def raw_values(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, str | None]:
     """Every option's text: the flag if given, else its first set variable, else the default."""
-    parser = _Parser(
+    if len(argv) > 1 or (argv and argv[0] not in MODES):
+        flags, mode = _flags(argv)
+    else:  # a container's usual command line: argparse (0.3 MB of RSS) has nothing to parse
+        flags, mode = {}, argv[0] if argv else None
+    values: dict[str, str | None] = {}
+    for option in OPTIONS:
+        value = flags.get(option.name)
+        if value is None:
+            value = next((environ[v] for v in option.variables if environ.get(v)), None)
+        values[option.name] = option.default if value is None else value
+    if mode:
+        values["mode"] = mode
+    return values
+
+
+def _flags(argv: Sequence[str]) -> tuple[dict[str, str | None], str | None]:
+    """The flags given and the mode, through argparse (``--help`` too)."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        """A usage error is one line (and ``SettingsError``: exit 2 like any bad setting)."""
+
+        def error(self, message: str) -> NoReturn:
+            raise SettingsError(f"{message} (see cert-sidecar --help)")
+
+    parser = Parser(
         prog="cert-sidecar",
         description="Keep an X.509 certificate from the serverless CA fresh in a directory.",
         epilog="Every flag has an environment variable; see docs/sidecar.md.",
@@ -273,15 +289,7 @@ def raw_values(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, str
             help=f"{option.help} [{option.variables[0]}]".replace("%", "%%"),
         )
     args = parser.parse_args(list(argv))
-    values: dict[str, str | None] = {}
-    for option in OPTIONS:
-        value = getattr(args, option.name)
-        if value is None:
-            value = next((environ[v] for v in option.variables if environ.get(v)), None)
-        values[option.name] = option.default if value is None else value
-    if args.mode_arg:
-        values["mode"] = args.mode_arg
-    return values
+    return {option.name: getattr(args, option.name) for option in OPTIONS}, args.mode_arg
 
 
 def _text(values: Mapping[str, str | None], name: str) -> str | None:
@@ -403,6 +411,8 @@ def _url(text: str) -> str:
 
 def _command(text: str) -> tuple[str, ...]:
     try:
+        import shlex  # only when a reload command is set
+
         return tuple(shlex.split(text))
     except ValueError as error:
         raise ValueError(f"cannot split {text!r}: {error}") from None

@@ -386,6 +386,10 @@ def test_the_kubernetes_issuer_gets_its_settings_no_aws_and_the_trust_bundle_vol
     assert settings.kube.api_url == "https://10.0.0.1:443"
     mounts = {m["mountPath"]: m for m in sidecar["volumeMounts"]}
     assert mounts["/var/run/clientcert-ca-bundle"]["readOnly"] is True
+    # Its first set needs the bundle the kubelet mounts only in a Pod sync, which a postStart
+    # hook would hold up: a startup probe gates the app instead (a Pod test proves the need).
+    assert sidecar["startupProbe"]["exec"]["command"] == ["cert-sidecar", "check"]
+    assert "lifecycle" not in sidecar
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["certs-trust"]["configMap"] == {"name": "clientcert-ca-bundle", "optional": True}

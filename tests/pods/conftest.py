@@ -26,7 +26,7 @@ from chartpods import (
     values_file,
 )
 from support import pods
-from support.kube_fixtures import NodeCluster
+from support.kube_fixtures import NodeCluster, delete_namespace_and_its_pods
 from support.localca_fixtures import LocalCA, free_port
 
 
@@ -116,4 +116,4 @@ def operator(node, charts, operator_on_node, pod_ca, tmp_path_factory):
     operator_pod(node, namespace)
     yield namespace
     kube.helm("uninstall", OPERATOR_RELEASE, "--namespace", namespace, check=False)
-    kube.kubectl("delete", "namespace", namespace, "--timeout=120s", check=False)
+    delete_namespace_and_its_pods(kube, namespace)

@@ -25,6 +25,7 @@ from chartpods import (
 from cryptography import x509
 from support import pods
 from support.csr_requests import certificates, condition
+from support.kube_fixtures import delete_namespace_and_its_pods
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -64,7 +65,7 @@ def apps(node, charts, operator, sidecar_on_node, tmp_path_factory):
     yield namespace
     for release in (ALLOWED, DENIED):  # their ClusterRoles outlive the namespace otherwise
         kube.helm("uninstall", release, "--namespace", namespace, check=False)
-    kube.kubectl("delete", "namespace", namespace, "--timeout=120s", check=False)
+    delete_namespace_and_its_pods(kube, namespace)
 
 
 def release_pod(node, namespace, release) -> dict:

@@ -167,20 +167,30 @@ livenessProbe:
   {{- end }}
 {{- end -}}
 
-{{/* The native sidecar: an init container that keeps running (restartPolicy: Always). Its
-postStart hook `cert-sidecar wait` returns once a valid certificate matching its key is in the
-volume, and the kubelet starts the app only after the hook: at once, not at the next tick of a
-startup probe. */}}
+{{/* The native sidecar: an init container that keeps running (restartPolicy: Always). The
+kubelet starts the app only once a valid certificate matching its key is in the volume:
+- lambda issuer: its postStart hook `cert-sidecar wait` returns then, and the kubelet starts the
+  app at once, not at the next tick of a startup probe;
+- kubernetes issuer: a startupProbe `cert-sidecar check`. Its first set needs the trust bundle
+  ConfigMap, which the operator creates when it first signs for the namespace, and the kubelet
+  fills a ConfigMap volume only in a sync of the Pod, which a postStart hook holds up. */}}
 {{- define "cert-sidecar.nativeContainer" -}}
 {{- $v := fromYaml (include "cert-sidecar.settings" .) -}}
 - name: {{ $v.name }}
   args: [run]
   restartPolicy: Always
   {{- include "cert-sidecar.common" . | nindent 2 }}
+  {{- if eq ($v.issuer | default "lambda") "kubernetes" }}
+  startupProbe:
+    exec:
+      command: [cert-sidecar, check]
+    {{- toYaml $v.probes.startup | nindent 4 }}
+  {{- else }}
   lifecycle:
     postStart:
       exec:
         command: [cert-sidecar, wait]
+  {{- end }}
   {{- with (include "cert-sidecar.probes" . | trim) }}
   {{- . | nindent 2 }}
   {{- end }}
