@@ -8,10 +8,11 @@ the CA again. In memory always; with a stash directory also on disk, so a restar
 Where the stash lives matters, because it holds private keys: the chart mounts an ``emptyDir``
 with ``medium: Memory`` (tmpfs: RAM only, never the node's disk, gone with the Pod, readable
 only inside it), and the files are 0600 in a 0700 directory of their own, owned by the
-operator's user. An entry is written there only after a Secret write failed (or at shutdown),
-and removed as soon as a write succeeds, the object is gone, or the certificate expired: a key
-stays in the stash only while the API is unreachable. Without a stash directory nothing
-touches the disk.
+operator's user. An entry is written there when the CA answers, before the Secret is written
+(so a SIGKILLed process loses no issued certificate), and removed as soon as a write succeeds,
+the object is gone, or the certificate expired: a key stays in the stash for the length of one
+Secret write, or while the API is unreachable. Without a stash directory nothing touches the
+disk.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class PendingSecrets:
         return self._entries.get(key)
 
     def keep(self, entry: PendingSecret, durable: bool = False) -> None:
-        """Hold ``entry``; ``durable`` also writes it to the stash (after a failed write)."""
+        """Hold ``entry``; ``durable`` also writes it to the stash (if there is one)."""
         self._entries[entry.key] = entry
         if durable and self._stash is not None:
             try:

@@ -521,7 +521,9 @@ class Controller:
             not_after=issuance.certificate.not_after,
             issued_at=now,
         )
-        self.ctx.pending.keep(entry)
+        # Stashed before the write (write-ahead): a process killed between the CA's answer and
+        # the Secret's write leaves it to the next one instead of an issued key lost for good.
+        self.ctx.pending.keep(entry, durable=True)
         delay = await self._deliver(key, obj, cert, entry)
         if delay is not None:
             self.passes.schedule(key, delay)

@@ -59,10 +59,10 @@ def test_a_killed_operator_is_replaced_and_only_its_calls_in_flight_are_repeated
     details = result.details
     assert details["missing_at_kill"] > 0, "the burst was over before the kill"
     assert result.ready == result.certificates
-    # The new process issues what had no Secret, once each; nothing written is issued again.
-    assert details["by_second"] == details["missing_at_kill"], result
-    # What the killed process lost: issued, not yet written (CA slots plus writes under way).
-    assert details["lost_in_flight"] <= 2 * CONCURRENCY, result
+    # The new process writes what the stash holds and issues only what had neither.
+    assert details["by_second"] <= details["missing_at_kill"], result
+    # What the killed process lost: only its CA calls in flight (issued ones were stashed).
+    assert details["lost_in_flight"] <= CONCURRENCY, result
     if peering:
         # kopf would have counted the dead process as a live peer (and paused) until then.
         assert result.details["dead_record_seconds_left"] > 0, result
