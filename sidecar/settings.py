@@ -276,9 +276,7 @@ def _flags(argv: Sequence[str]) -> tuple[dict[str, str | None], str | None]:
         description="Keep an X.509 certificate from the serverless CA fresh in a directory.",
         epilog="Every flag has an environment variable; see docs/sidecar.md.",
     )
-    parser.add_argument(
-        "mode_arg", nargs="?", choices=MODES, metavar="MODE", help="run|once|check|wait"
-    )
+    parser.add_argument("mode_arg", nargs="?", choices=MODES, metavar="MODE", help="|".join(MODES))
     for option in OPTIONS:
         parser.add_argument(
             option.flag,

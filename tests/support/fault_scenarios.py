@@ -214,8 +214,8 @@ def operator_killed(lab: Lab, peering: bool, count: int = 24) -> FaultResult:
     calls in flight are lost: what it had issued but not yet written is in the stash, and the new
     one writes it, then issues exactly the certificates that have neither, once each."""
     peering_name = lab.peering("kill-peering") if peering else None
-    stash = str(lab.tmp / "kill-stash")
-    first = lab.operator(peering=peering_name, stash_dir=stash)
+    stash = lab.tmp / "kill-stash"
+    first = lab.operator(peering=peering_name, stash_dir=str(stash))
     ns = lab.namespace("operator-killed")
     lab.ca.inject("delay", count=count * 2, seconds=2)
     start = lab.invocations()
@@ -231,10 +231,10 @@ def operator_killed(lab: Lab, peering: bool, count: int = 24) -> FaultResult:
     time.sleep(1)  # writes the dead process had sent still land
     written = sum(1 for serial in lab.serials(ns, names).values() if serial)
     by_first = lab.invocations() - start
-    stashed = len(list((lab.tmp / "kill-stash" / "pending").glob("*.json")))
+    stashed = len(list((stash / "pending").glob("*.json")))
     details.update(written_at_kill=written, stashed_at_kill=stashed)
     began = time.monotonic()
-    lab.operator(peering=peering_name, stash_dir=stash)
+    lab.operator(peering=peering_name, stash_dir=str(stash))
     if peering_name:
         removed = soft_wait(lambda: dead not in lab.peers(peering_name), 90)
         # Removed while kopf would still have counted it as a live peer and paused behind it
