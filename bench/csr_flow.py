@@ -15,8 +15,10 @@ import http.client
 import json
 import os
 import resource
+import signal
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -162,11 +164,31 @@ class Watcher:
         return self
 
 
+def start_profiler(path, pid):
+    """py-spy sampling the operator (only the thread holding the GIL: where its CPU goes)."""
+    argv = ["py-spy", "record", "--gil", "--nonblocking", "--rate", "1000", "--format", "raw",
+            "--output", str(path), "--pid", str(pid)]  # fmt: skip
+    profiler = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached before the burst starts
+    return profiler
+
+
+def stop_profiler(profiler):
+    profiler.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
+    profiler.wait(30)
+
+
 def main():
     parser = argparse.ArgumentParser(description="CSRs from N ServiceAccounts to certificates")
     parser.add_argument("--count", type=int, default=100, help="CSRs and ServiceAccounts (1-500)")
     parser.add_argument("--concurrency", type=int, default=8, help="operator CA call bound")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for all")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the operator with py-spy (on PATH) during the burst only, --gil, as "
+        "collapsed stacks (py-spy's raw format) into FILE",
+    )
     args = parser.parse_args()
     if not 1 <= args.count <= 500:
         parser.error("--count must be between 1 and 500")
@@ -235,6 +257,7 @@ def main():
             others_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             self_before = resource.getrusage(resource.RUSAGE_SELF)
             requests_before = apiserver_requests(kube)
+            profiler = start_profiler(args.profile, operator.proc.pid) if args.profile else None
 
             created, created_wall, posted_in = {}, {}, {}
             gate = threading.Barrier(args.count)
@@ -255,6 +278,8 @@ def main():
             while time.monotonic() < deadline and len(watcher.signed) < args.count:
                 time.sleep(0.05)
             seconds = time.monotonic() - began
+            if profiler is not None:
+                stop_profiler(profiler)
             time.sleep(2)  # late duplicate invocations, if any, would show here
             invocations = ca.stats()["invocations"] - base_invocations
             rss = operator.peak_rss_mb()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -164,12 +165,22 @@ def chain_problem(leaf: x509.Certificate, issuers: list[x509.Certificate]) -> st
     """Why ``leaf`` does not chain through ``issuers`` (issuing CA first, root last), or None."""
     child = leaf
     for issuer in issuers:
-        who, by = child.subject.rfc4514_string(), issuer.subject.rfc4514_string()
         try:
-            child.verify_directly_issued_by(issuer)
+            _verify_issued_by(child, issuer)
         except (ValueError, TypeError) as error:
+            who, by = child.subject.rfc4514_string(), issuer.subject.rfc4514_string()
             return f"{who} is not issued by {by}: {error}"
         except Exception as error:  # InvalidSignature carries no message
+            who, by = child.subject.rfc4514_string(), issuer.subject.rfc4514_string()
             return f"signature of {who} does not verify with {by} ({type(error).__name__})"
         child = issuer
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _verify_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
+    """``child.verify_directly_issued_by(issuer)``, remembered for pairs that verify (keyed by
+    both certificates' DER; a failure raises and is not kept): every certificate the CA returns
+    comes with the same issuing CA under the same root, and that P-384 signature costs more CPU
+    than anything else in reading the answer."""
+    child.verify_directly_issued_by(issuer)

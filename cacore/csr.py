@@ -5,6 +5,8 @@ so a linter can report every problem of a file separately."""
 
 from __future__ import annotations
 
+import functools
+
 from cryptography import x509
 
 from cacore import certinfo
@@ -57,11 +59,25 @@ def read_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
 
 
 def load_csr(data: bytes, field: str = "csr") -> x509.CertificateSigningRequest:
-    """The strict loader used right before issuing: ``read_csr`` plus proof of possession."""
-    csr = read_csr(data, field)
-    if not signature_valid(csr):
+    """The strict loader used right before issuing: ``read_csr`` plus proof of possession. The
+    answer for the same bytes is remembered, so a CSR judged once (the operator's signer at
+    approval) is neither parsed nor checked again by the next step (the signing, the CA client)."""
+    csr = _proven(bytes(data))
+    if csr is None:
+        read_csr(data, field)  # raises what the bytes are instead of a CSR, naming ``field``
         raise InvalidRequest(field, SIGNATURE_MESSAGE)
     return csr
+
+
+@functools.lru_cache(maxsize=256)
+def _proven(data: bytes) -> x509.CertificateSigningRequest | None:
+    """The CSR in ``data`` when it parses and its signature verifies, else None (a pure
+    function of the bytes, so remembered; CSR objects are immutable)."""
+    try:
+        csr = read_csr(data)
+    except InvalidRequest:
+        return None
+    return csr if signature_valid(csr) else None
 
 
 # The checks every tool runs on a CSR made elsewhere, one identity each (the GitOps tool maps

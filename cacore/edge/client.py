@@ -38,7 +38,7 @@ from cacore.response import (
     verify_issued,
 )
 
-__all__ = ["CAClient", "Invoker", "Issuance", "LambdaTransport", "ca_client"]
+__all__ = ["CAClient", "Invoker", "Issuance", "LambdaTransport", "ca_client", "timeout_of"]
 
 _ACCESS_CODES = {
     "AccessDeniedException",
@@ -61,29 +61,29 @@ class Invoker(Protocol):
 
 class LambdaTransport:
     """``on_slow(seconds_left)`` is called once when an invoke takes more than a couple of
-    seconds (a command-line tool tells its user what it is waiting for)."""
+    seconds (a command-line tool tells its user what it is waiting for).
+
+    ``deadline_thread=False`` leaves the invoke's overall deadline (``read_timeout``) to the
+    caller, which must enforce it itself: the operator's CA pool awaits each call on its event
+    loop with that deadline, so a thread per call to wait on would be pure cost."""
 
     def __init__(
         self,
         config: CAConfig,
         session_factory: Callable[[], Any] | None = None,
         on_slow: Callable[[float], None] | None = None,
+        deadline_thread: bool = True,
     ) -> None:
         self.config = validate_config(config)
         self._session_factory = session_factory
         self._client: Any = None
         self.on_slow = on_slow
+        self.deadline_thread = deadline_thread
 
     @property
     def target(self) -> str:
         """What an invoke waits for, in words: the function and where it is reached."""
-        endpoint = (
-            self.config.endpoint_url
-            or os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
-            or os.environ.get("AWS_ENDPOINT_URL")
-        )
-        where = f" at {endpoint}" if endpoint else ""
-        return f"the CA function {self.config.function}{where}"
+        return target_of(self.config)
 
     def _make_client(self) -> Any:
         from botocore.config import Config
@@ -141,6 +141,8 @@ class LambdaTransport:
     def invoke(self, event: dict) -> tuple[object, str | None]:
         """One invoke, over within ``read_timeout`` seconds whatever the network does (the socket
         timeout alone restarts with every byte a slow server trickles)."""
+        if not self.deadline_thread:
+            return self._invoke(event)
         return call_with_deadline(
             lambda: self._invoke(event), self.config.read_timeout, self.target, self.on_slow
         )
@@ -174,9 +176,7 @@ class LambdaTransport:
                 "Identity or the ECS task role)"
             ) from error
         except ReadTimeoutError as error:
-            raise Timeout(
-                f"{self.target} did not answer within {self.config.read_timeout:g} s"
-            ) from error
+            raise timeout_of(self.config) from error
         except (ConnectionError, HTTPClientError) as error:
             raise TransportError(f"cannot reach {self.target}: {error}") from error
         except BotoCoreError as error:
@@ -187,6 +187,22 @@ class LambdaTransport:
             raise InvalidResponse(f"{self.target} answered more than {MAX_PAYLOAD_BYTES} bytes")
         function_error = response.get("FunctionError")
         return decode_payload(raw), str(function_error) if function_error else None
+
+
+def target_of(config: CAConfig) -> str:
+    """What an invoke for ``config`` waits for, in words: the function and where it is reached."""
+    endpoint = (
+        config.endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_LAMBDA")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    where = f" at {endpoint}" if endpoint else ""
+    return f"the CA function {config.function}{where}"
+
+
+def timeout_of(config: CAConfig) -> Timeout:
+    """The error of an invoke for ``config`` that outlived its ``read_timeout``."""
+    return Timeout(f"{target_of(config)} did not answer within {config.read_timeout:g} s")
 
 
 def _client_error(error: Any) -> CAError:

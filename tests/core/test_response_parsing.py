@@ -194,3 +194,17 @@ def test_a_chain_field_holding_junk_between_pem_markers_is_an_invalid_response()
 def test_certificate_info_of_the_wrong_type_is_ignored_not_a_crash():
     payload = dict(CA.payload(LEAF), CertificateInfo=["not", "an", "object"])
     assert parse_issued(payload).serial == LEAF.serial_number
+
+
+def test_a_chain_verified_before_does_not_vouch_for_another_root():
+    """The issuing CA's signature under its root is remembered once verified: by both exact
+    certificates, so the same issuing CA with any other root is checked, and refused."""
+    assert verify_issued(parse_issued(CA.payload(LEAF)), KEY).serial == LEAF.serial_number
+    assert verify_issued(parse_issued(CA.payload(LEAF)), KEY).serial == LEAF.serial_number
+    payload = CA.payload(LEAF)
+    payload["Base64RootCaCertificate"] = MiniCA.create("Other").payload(LEAF)[
+        "Base64RootCaCertificate"
+    ]
+    for _ in range(2):
+        with pytest.raises(InvalidResponse, match="does not verify"):
+            verify_issued(parse_issued(payload), KEY)

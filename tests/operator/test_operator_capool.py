@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 from certoperator.capool import CAPool
 from certoperator.metrics import Metrics
 
 from cacore.config import CAConfig
+from cacore.errors import Timeout
 from cacore.keys import KeySpec
 from cacore.request import CertificateRequest, Subject
 
@@ -21,8 +23,11 @@ class BlockingPool(CAPool):
         self.lock = threading.Lock()
         self.running = self.peak = 0
         self.gate = threading.Event()
+        self.answer_at_once = False
 
     def _issue(self, issuer, config, request, key):
+        if self.answer_at_once:
+            return request.common_name
         with self.lock:
             self.running += 1
             self.peak = max(self.peak, self.running)
@@ -58,3 +63,33 @@ def test_no_more_than_the_limit_run_at_once_and_all_complete():
         issuer.close()
     assert results == ["a.example.com"] * 10
     assert issuer.peak == 3
+
+
+def test_a_call_past_its_deadline_fails_with_timeout_and_holds_up_nothing():
+    """The pool keeps each call's deadline (the transport's thread per call is not used): a CA
+    that never answers costs the caller ``read_timeout``, a Timeout naming the function, and
+    neither the slot nor another call's thread; the stuck thread is a daemon (no hung exit)."""
+    issuer = BlockingPool(limit=1)
+    request = CertificateRequest(subject=Subject("a.example.com"))
+    stuck = CAConfig(function="stuck-ca", read_timeout=0.3)
+
+    async def scenario():
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(Timeout) as caught:
+            await issuer.issue("ca", stuck, request, KeySpec("ECDSA", 256))
+        waited = asyncio.get_running_loop().time() - started
+        assert 0.3 <= waited < 5, waited
+        assert "the CA function stuck-ca" in caught.value.message
+        assert "did not answer within 0.3 s" in caught.value.message
+        assert issuer.running == 1  # still inside the CA call...
+        issuer.answer_at_once = True  # ...yet the only slot serves the next call
+        return await issuer.issue("ca", CAConfig(), request, KeySpec("ECDSA", 256))
+
+    try:
+        assert asyncio.run(scenario()) == "a.example.com"
+        assert issuer.metrics.failures.labels("ca", "Timeout")._value.get() == 1
+        threads = [t for t in threading.enumerate() if t.name.startswith("ca-")]
+        assert threads and all(t.daemon for t in threads)
+    finally:
+        issuer.gate.set()
+        issuer.close()

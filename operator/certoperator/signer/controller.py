@@ -27,7 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from cacore.backoff import backoff_delay
-from cacore.csr import read_csr
+from cacore.csr import load_csr
 from cacore.errors import (
     CAError,
     CARefused,
@@ -344,9 +344,9 @@ class Signer:
             )
             csr = await self._write(csr, self._body(csr, conditions), approval=False)
         try:
-            # The API server verified the CSR's signature at creation, the approval again, and
-            # the CA client verifies it once more right before the call: parse only.
-            parsed = read_csr(csr.request_pem, "spec.request")
+            # Judged at approval already (``load_csr`` remembers it: no second parse or
+            # signature check here, nor in the CA client); a CSR approved by hand is judged now.
+            parsed = load_csr(csr.request_pem, "spec.request")
             days = lifetime_days(csr.expiration_seconds, ca.default_lifetime_days)
             request = ca_request(parsed, csr.usages, min(days, ca.max_lifetime_days))
             issued = await self.ca_pool.issue_csr(ca.name, config, request, csr.request_pem)
