@@ -2,6 +2,6 @@
 
 import sys
 
-from sidecar.main import main
+from sidecar.start import main
 
 sys.exit(main())

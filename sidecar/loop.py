@@ -145,6 +145,8 @@ class RenewalLoop:
         self.pending: Pending | None = None
         self._observed: Observed | None = None
         self._fingerprint: tuple[object, ...] | None = None
+        # After an issuance a long-running loop returns the heap to the OS; ``once`` need not.
+        self.hands_memory_back = True
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -364,7 +366,8 @@ class RenewalLoop:
             },
         )
         self.notifier(facts)
-        release_memory()
+        if self.hands_memory_back:
+            release_memory()
 
     def _failed(self, failure: AttemptFailed, observed: Observed | None) -> float:
         self.failures += 1
@@ -410,6 +413,7 @@ class RenewalLoop:
                     self._observed,
                 )
                 self._observed = None  # read everything again next time
+            gc.enable()  # off while the process started (sidecar/start.py)
             if delay > 0:
                 stop.wait(min(delay, self.heartbeat))
 
@@ -419,6 +423,7 @@ class RenewalLoop:
         ``last_failure`` says which it was."""
         stop = stop or threading.Event()
         deadline = self.monotonic() + timeout
+        self.hands_memory_back = False  # the process ends with this call
         while not stop.is_set():
             delay = self.step()
             failure = self.last_failure
@@ -428,5 +433,6 @@ class RenewalLoop:
                 return False, f"{failure.reason}: {failure.message}"
             if self.monotonic() + delay > deadline:
                 return False, f"gave up after {timeout:g} s: {failure.reason}: {failure.message}"
+            gc.enable()  # retrying may take long; off while the process started (sidecar/start.py)
             stop.wait(delay)
         return False, "stopped before a certificate was in place"

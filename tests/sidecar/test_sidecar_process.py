@@ -337,6 +337,29 @@ def test_check_never_loads_boto3(tmp_path):
     assert done.stdout.split() == ["1", "False", "False"], done.stderr
 
 
+def test_the_collector_is_off_while_starting_and_back_on_in_the_renewal_loop(ca, tmp_path):
+    """cert-sidecar starts with the garbage collector off (a fifth of its start, which a Pod
+    waits for); a long-running loop must turn it back on after its first attempt, or a sidecar
+    running for months would never collect a cycle."""
+    code = (
+        "import gc, os, sys\nfrom sidecar.loop import RenewalLoop\nseen = []\n"
+        "real = RenewalLoop.step\n"
+        "def step(self):\n"
+        "    seen.append(gc.isenabled())\n"
+        "    if len(seen) == 2:\n"
+        "        print(*seen, flush=True)\n"
+        "        os._exit(0)\n"
+        "    return real(self)\n"
+        "RenewalLoop.step = step\n"
+        "from sidecar.start import main\nsys.argv = ['cert-sidecar', 'run']\nmain()\n"
+    )
+    env = sidecar_env(ca, output_dir=tmp_path / "certs", common_name="gc.example.com")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    assert done.stdout.split() == ["False", "True"], done.stderr[-2000:]
+    assert read_credential_set(tmp_path / "certs") is not None
+
+
 def test_sigterm_during_a_slow_ca_call_exits_cleanly(ca, tmp_path):
     ca.inject("delay", count=1, seconds=30)
     sidecar = Sidecar(
