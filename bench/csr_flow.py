@@ -2,7 +2,7 @@
 (default 100), each with its own token, approved by a ClientCertificatePolicy and signed by the
 operator through the local CA, on a real control plane; all started here.
 
-    python bench/csr_flow.py [--count 100] [--concurrency 8]
+    python bench/csr_flow.py [--count 100] [--concurrency 8] [--profile FILE]
 
 Reports how many were signed, create -> certificate latency (p50, p95, max; from just before each
 POST to the watch event that carries the certificate), CA invocations (must equal N) and the
@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import resource
+import shutil
 import signal
 import ssl
 import statistics
@@ -192,6 +193,8 @@ def main():
     args = parser.parse_args()
     if not 1 <= args.count <= 500:
         parser.error("--count must be between 1 and 500")
+    if args.profile and shutil.which("py-spy") is None:
+        parser.error("--profile needs py-spy on PATH (pip install py-spy)")
 
     scratch = Path(tempfile.mkdtemp(prefix="lcc-bench-csr-"))
     run = str(int(time.time()))
