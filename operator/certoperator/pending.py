@@ -81,10 +81,11 @@ class PendingSecrets:
     def get(self, key: Key) -> PendingSecret | None:
         return self._entries.get(key)
 
-    def keep(self, entry: PendingSecret, durable: bool = False) -> None:
-        """Hold ``entry``; ``durable`` also writes it to the stash (if there is one)."""
+    def keep(self, entry: PendingSecret) -> None:
+        """Hold ``entry`` and write it to the stash (if there is one): it is kept from the CA's
+        answer until its Secret is written, so a process killed in between loses nothing."""
         self._entries[entry.key] = entry
-        if durable and self._stash is not None:
+        if self._stash is not None:
             try:
                 self._stash.mkdir(mode=0o700, parents=True, exist_ok=True)
                 write_file_atomic(self._path(entry.key), entry.to_json(), mode=0o600)
@@ -96,8 +97,10 @@ class PendingSecrets:
                 )  # fmt: skip
 
     def stash_all(self) -> None:
+        """At shutdown: write every entry again, a second chance for a stash write that failed
+        (a full tmpfs)."""
         for entry in list(self._entries.values()):
-            self.keep(entry, durable=True)
+            self.keep(entry)
 
     def drop(self, key: Key) -> None:
         self._entries.pop(key, None)

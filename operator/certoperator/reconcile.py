@@ -523,7 +523,7 @@ class Controller:
         )
         # Stashed before the write (write-ahead): a process killed between the CA's answer and
         # the Secret's write leaves it to the next one instead of an issued key lost for good.
-        self.ctx.pending.keep(entry, durable=True)
+        self.ctx.pending.keep(entry)
         delay = await self._deliver(key, obj, cert, entry)
         if delay is not None:
             self.passes.schedule(key, delay)
@@ -536,7 +536,7 @@ class Controller:
         try:
             written = await self.ctx.kube.put_secret(key[0], entry.secret)
         except KubeApiError as error:
-            self.ctx.pending.keep(entry, durable=True)
+            self.ctx.pending.keep(entry)
             self._log(key, logging.WARNING, KEPT, serial=str(entry.serial), error=str(error))
             if error.transient:
                 self.outage.park(key, error)

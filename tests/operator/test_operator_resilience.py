@@ -52,15 +52,14 @@ def test_a_kept_certificate_is_only_for_the_same_object_and_spec_while_valid():
 
 def test_without_a_stash_nothing_touches_the_disk(tmp_path):
     pending = PendingSecrets(None)
-    pending.keep(entry(), durable=True)
+    pending.keep(entry())
     assert pending.get(("team", "app")) == entry()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_stashed_certificate_survives_a_restart_in_a_private_file(tmp_path):
     first = PendingSecrets(tmp_path)
-    first.keep(entry("memory-only"))  # a write that has not failed yet: memory only
-    first.keep(entry(), durable=True)
+    first.keep(entry())
     files = list((tmp_path / "pending").iterdir())
     assert len(files) == 1
     assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
@@ -76,17 +75,20 @@ def test_a_stashed_certificate_survives_a_restart_in_a_private_file(tmp_path):
 
 def test_expired_and_unreadable_stash_entries_are_removed_at_load(tmp_path):
     pending = PendingSecrets(tmp_path)
-    pending.keep(entry("old", days=1), durable=True)
+    pending.keep(entry("old", days=1))
     (tmp_path / "pending" / "junk.json").write_text("{not json")
     later = PendingSecrets(tmp_path)
     assert later.load(NOW + timedelta(days=2)) == 0
     assert list((tmp_path / "pending").iterdir()) == []
 
 
-def test_at_shutdown_everything_kept_goes_to_the_stash(tmp_path):
+def test_a_stash_write_that_failed_gets_a_second_chance_at_shutdown(tmp_path):
+    (tmp_path / "pending").write_text("in the way")  # the stash cannot be made: writes fail
     pending = PendingSecrets(tmp_path)
     pending.keep(entry("a"))
     pending.keep(entry("b"))
+    assert len(pending) == 2, "kept in memory all the same"
+    (tmp_path / "pending").unlink()
     pending.stash_all()
     assert PendingSecrets(tmp_path).load(NOW) == 2
 
