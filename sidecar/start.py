@@ -4,7 +4,8 @@ Starting means importing boto3, botocore and cryptography and building a botocor
 that almost all stay alive, so the collector's passes over them find nothing and cost about a
 fifth of the start (80-110 of ~480 ms CPU in the image). The start is what a Pod waits for before
 its app may run. The renewal loop turns the collector on after its first attempt
-(``RenewalLoop.run``); ``once``, ``check`` and ``wait`` are short-lived and leave it off.
+(``RenewalLoop.run``), ``once`` before a retry; ``check`` and ``wait`` are short-lived and leave
+it off.
 """
 
 from __future__ import annotations
