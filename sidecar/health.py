@@ -9,6 +9,7 @@ and past ``MAX_CLIENTS`` connections the oldest is dropped (a probe is always th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import socket
@@ -87,11 +88,15 @@ class HealthServer:
         """Stop serving and release the port (the process exits without it; tests call it)."""
         self._closing = True
         if self.thread.is_alive():
-            self._wake_write.send(b"x")
+            # The loop may see ``_closing`` and end before this wakes it (its end of the wake
+            # pair then closed: a broken pipe); the writing end is only ever closed here.
+            with contextlib.suppress(OSError):
+                self._wake_write.send(b"x")
             self.thread.join(5)
         else:
-            for sock in (self.listener, self._wake_read, self._wake_write):
-                sock.close()
+            self.listener.close()
+            self._wake_read.close()
+        self._wake_write.close()
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -117,7 +122,6 @@ class HealthServer:
             selector.close()
             self.listener.close()
             self._wake_read.close()
-            self._wake_write.close()
 
     def _accept(self, selector: selectors.BaseSelector) -> None:
         while True:

@@ -24,6 +24,28 @@ def served() -> Iterator[tuple[HealthServer, State]]:
     server.close()
 
 
+def test_close_while_the_loop_is_ending_on_its_own(served):
+    """close() sets the flag, then wakes the loop; the loop may see the flag first and end. Here
+    that order is made certain: the loop has ended, yet close() still sees its thread alive."""
+    server, _ = served
+    server._closing = True
+    socket.create_connection(server.address).close()  # one more turn of the loop: it ends
+    server.thread.join(5)
+    assert not server.thread.is_alive()
+
+    class SeenAliveAMomentAgo:
+        def is_alive(self) -> bool:
+            return True
+
+        def join(self, timeout: float) -> None:
+            pass
+
+    server.thread = SeenAliveAMomentAgo()  # type: ignore[assignment]
+    server.close()
+    with pytest.raises(OSError):
+        socket.create_connection(server.address, timeout=1)
+
+
 def exchange(server: HealthServer, data: bytes, timeout: float = 5) -> bytes:
     with socket.create_connection(server.address, timeout=timeout) as sock:
         sock.sendall(data)
