@@ -145,8 +145,6 @@ class RenewalLoop:
         self.pending: Pending | None = None
         self._observed: Observed | None = None
         self._fingerprint: tuple[object, ...] | None = None
-        # After an issuance a long-running loop returns the heap to the OS; ``once`` need not.
-        self.hands_memory_back = True
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -366,8 +364,6 @@ class RenewalLoop:
             },
         )
         self.notifier(facts)
-        if self.hands_memory_back:
-            release_memory()
 
     def _failed(self, failure: AttemptFailed, observed: Observed | None) -> float:
         self.failures += 1
@@ -413,6 +409,9 @@ class RenewalLoop:
                     self._observed,
                 )
                 self._observed = None  # read everything again next time
+            else:
+                if self.outcome == "issued":
+                    release_memory()  # the process idles now (``once`` ends instead)
             gc.enable()  # off while the process started (sidecar/start.py)
             if delay > 0:
                 stop.wait(min(delay, self.heartbeat))
@@ -423,7 +422,6 @@ class RenewalLoop:
         ``last_failure`` says which it was."""
         stop = stop or threading.Event()
         deadline = self.monotonic() + timeout
-        self.hands_memory_back = False  # the process ends with this call
         while not stop.is_set():
             delay = self.step()
             failure = self.last_failure

@@ -77,6 +77,13 @@ FINISHED_MEMORY = 10000
 STOP_FLUSH_SECONDS = 2.0
 
 
+def _remember(memory: dict[str, Any], uid: str, value: Any) -> None:
+    """Set ``memory[uid]``, forgetting the oldest entries past ``FINISHED_MEMORY``."""
+    memory[uid] = value
+    while len(memory) > FINISHED_MEMORY:
+        del memory[next(iter(memory))]
+
+
 class Conflict(Exception):
     """The CSR changed since it was read: decide again from a fresh read."""
 
@@ -498,15 +505,11 @@ class Signer:
 
     def _wrote(self, written: Mapping[str, Any]) -> CsrView:
         csr = view(written)
-        self._written[csr.uid] = csr.resource_version
-        while len(self._written) > FINISHED_MEMORY:
-            del self._written[next(iter(self._written))]
+        _remember(self._written, csr.uid, csr.resource_version)
         return csr
 
     def _forget(self, uid: str) -> None:
-        self._finished[uid] = None
-        while len(self._finished) > FINISHED_MEMORY:
-            del self._finished[next(iter(self._finished))]
+        _remember(self._finished, uid, None)
         self._failures.pop(uid, None)
         self._not_before.pop(uid, None)
         timer = self._timers.pop(uid, None)
