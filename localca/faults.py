@@ -49,14 +49,26 @@ class FaultPlan:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queue: list[Fault] = []
+        self._cleared = threading.Condition(self._lock)
+        self._clearings = 0
 
     def add(self, fault: Fault) -> None:
         with self._lock:
             self._queue.append(fault)
 
     def clear(self) -> None:
+        """Drop the queue and end the delays being slept now: a test that clears its faults
+        must not leave an invocation that answers (and issues) during the next test."""
         with self._lock:
             self._queue.clear()
+            self._clearings += 1
+            self._cleared.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        """A delay fault's sleep, cut short by ``clear()``."""
+        with self._lock:
+            clearings = self._clearings
+            self._cleared.wait_for(lambda: self._clearings != clearings, timeout=seconds)
 
     def pending(self) -> list[dict[str, Any]]:
         with self._lock:

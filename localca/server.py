@@ -72,6 +72,7 @@ class Stats:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(self.FIELDS, 0)
         self._open = 0
+        self._running = 0
 
     def bump(self, field: str) -> None:
         with self._lock:
@@ -81,9 +82,13 @@ class Stats:
         with self._lock:
             self._open += delta
 
+    def running(self, delta: int) -> None:
+        with self._lock:
+            self._running += delta
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return {**self._counts, "connections": self._open}
+            return {**self._counts, "connections": self._open, "running": self._running}
 
 
 class _NotJson(ValueError):
@@ -201,6 +206,15 @@ class LocalCA:
         except ValueError as exc:  # valid JSON that Python's json cannot load (huge integers)
             unloadable = exc
         self.stats.bump("invocations")
+        self.stats.running(1)
+        try:
+            return self._run(event, unloadable, request_id, lines)
+        finally:
+            self.stats.running(-1)
+
+    def _run(
+        self, event: Any, unloadable: ValueError | None, request_id: str, lines: list[str]
+    ) -> tuple[Reply, list[str]]:
         fault = self.faults.take()
         if fault is not None:
             reply = self._fault(fault, request_id)
@@ -240,7 +254,7 @@ class LocalCA:
     def _fault(self, fault: fault_rules.Fault, request_id: str) -> Reply | None:
         self.log("fault_applied", kind=fault.kind, request_id=request_id)
         if fault.kind == "delay":
-            time.sleep(fault.seconds)
+            self.faults.sleep(fault.seconds)
             return None
         if fault.kind == "throttle":
             self.stats.bump("throttled")

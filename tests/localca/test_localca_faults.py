@@ -81,7 +81,7 @@ def test_delay_longer_than_the_read_timeout_times_the_client_out(ca):
     with pytest.raises(ReadTimeoutError):
         invoke(impatient, issue_event("slow.example.com"))
 
-    # The CA still finishes the abandoned invocation; wait for it so later tests' counts hold.
+    # Like Lambda, the CA still finishes the abandoned invocation.
     deadline = time.monotonic() + 30
     while ca.stats()["issued"] == issued_before and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -94,6 +94,30 @@ def test_a_delay_still_issues_when_the_client_waits(ca):
     _, payload = invoke(ca.lambda_client(), issue_event("wait.example.com"))
 
     assert payload["CertificateInfo"]["CommonName"] == "wait.example.com"
+
+
+def test_clearing_faults_ends_a_delay_in_progress_and_running_counts_it(ca):
+    import threading
+
+    ca.inject("delay", seconds=300)
+    answers: list[dict] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            invoke(ca.lambda_client(), issue_event("cleared.example.com"))[1]
+        )
+    )
+    caller.start()
+    deadline = time.monotonic() + 30
+    while ca.stats()["running"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ca.stats()["running"] == 1
+
+    ca.clear_faults()
+    caller.join(timeout=30)
+
+    assert not caller.is_alive(), "clearing the faults did not end the 300 s delay"
+    assert answers[0]["CertificateInfo"]["CommonName"] == "cleared.example.com"
+    assert ca.stats()["running"] == 0
 
 
 def test_count_minus_one_repeats_until_cleared(ca):
@@ -134,7 +158,9 @@ def test_stats_count_each_outcome(ca):
 
     after = ca.stats()
 
-    delta = {k: after[k] - before[k] for k in before if k != "connections"}  # a gauge
+    delta = {
+        k: after[k] - before[k] for k in before if k not in ("connections", "running")
+    }  # gauges
     assert delta == {
         "invocations": 4,
         "issued": 1,

@@ -232,7 +232,17 @@ class LocalCA:
         return self._admin("POST", "faults", {"kind": kind, "count": count, **params})["pending"]
 
     def clear_faults(self) -> None:
+        """Drop queued faults and cut short the delays being slept now."""
         self._admin("DELETE", "faults")
+
+    def wait_until_idle(self, timeout: float = 30.0) -> None:
+        """Wait for invocations still running (a client gave up on them, the CA did not): one
+        answering during the next test would be counted there."""
+        deadline = time.monotonic() + timeout
+        while self.stats()["running"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the local CA is still running invocations after {timeout} s")
+            time.sleep(0.02)
 
     def stats(self) -> dict[str, int]:
         return self._admin("GET", "stats")
@@ -268,6 +278,7 @@ def ca(local_ca: LocalCA) -> Iterator[LocalCA]:
     if not local_ca.running:
         local_ca.start()
     local_ca.clear_faults()
+    local_ca.wait_until_idle()
 
 
 @pytest.fixture
