@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,28 @@ def env_of(container: dict) -> dict[str, str]:
 
 def pod_spec(docs: list[dict], name: str | None = None) -> dict:
     return find(docs, "Deployment", name)["spec"]["template"]["spec"]
+
+
+# The per-rule runs of the RBAC tests, whose scenario must break, wait out one step: there a
+# step gets three times the slowest step of the full-role run (the same machine, moments
+# before), at least 4 s.
+BROKEN_STEP_FACTOR, BROKEN_STEP_MIN_SECONDS = 3.0, 4.0
+STARTUP_SECONDS = 60.0
+
+
+def broken_step_seconds(slowest_full_role_step: float, ceiling: float) -> float:
+    return min(ceiling, max(BROKEN_STEP_MIN_SECONDS, BROKEN_STEP_FACTOR * slowest_full_role_step))
+
+
+def wait_until_started(proc: subprocess.Popen, liveness_arg: str) -> None:
+    """Starting Python and kopf is the slow part on a loaded machine: an RBAC scenario's steps
+    are timed from a started operator. Without some rules it never reports healthy; then the
+    scenario finds out which step breaks."""
+    url = liveness_arg.split("=", 1)[1]
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)

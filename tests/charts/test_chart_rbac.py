@@ -15,13 +15,20 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from chart_tools import OPERATOR, Helm, default_ca_values, env_of, find
+from chart_tools import (
+    OPERATOR,
+    Helm,
+    broken_step_seconds,
+    default_ca_values,
+    env_of,
+    find,
+    wait_until_started,
+)
 from support.operator_process import condition, free_port, get, install_crds
 
 from cacore.certinfo import key_matches
@@ -30,11 +37,7 @@ from cacore.keys import load_private_key
 pytestmark = pytest.mark.timeout(120)
 
 # A working operator needs well under 2 s per step here; the margin is for a loaded CI machine.
-# The per-rule runs, whose scenario must break, wait out one step: there a step gets three
-# times the slowest step of the full-role run (the same machine, moments before), at least 4 s.
 STEP_SECONDS = 15.0
-BROKEN_STEP_FACTOR, BROKEN_STEP_MIN_SECONDS = 3.0, 4.0
-STARTUP_SECONDS = 60.0
 OPERATOR_BIN = Path(sys.executable).with_name("clientcert-operator")
 
 
@@ -102,20 +105,7 @@ class Release:
             self.proc = subprocess.Popen(
                 [str(OPERATOR_BIN), *args], env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        self._wait_until_started(next(a for a in args if a.startswith("--liveness=")))
-
-    def _wait_until_started(self, liveness_arg: str) -> None:
-        """Starting Python and kopf is the slow part on a loaded machine: the scenario's steps are
-        timed from a started operator. Without some rules it never reports healthy; then the
-        scenario finds out which step breaks."""
-        url = liveness_arg.split("=", 1)[1]
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.2)
+        wait_until_started(self.proc, next(a for a in args if a.startswith("--liveness=")))
 
     def stop_operator(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -332,9 +322,9 @@ def test_removing_any_one_rule_breaks_the_scenario(
     helm, cluster, local_ca, kube_namespace, tmp_path, index, baseline
 ):
     assert baseline[0] is None, f"the full role does not work either: {baseline[0]}"
-    seconds = max(BROKEN_STEP_MIN_SECONDS, BROKEN_STEP_FACTOR * baseline[2])
+    seconds = broken_step_seconds(baseline[2], STEP_SECONDS)
     removed, broke, log, _ = run_scenario(
-        helm, cluster, local_ca, kube_namespace, tmp_path, index, min(seconds, STEP_SECONDS)
+        helm, cluster, local_ca, kube_namespace, tmp_path, index, seconds
     )
     assert f"{removed['resources'][0]}: {', '.join(removed['verbs'])}" == RULES[index]
     assert broke is not None, f"the scenario passed without {RULES[index]}:\n{log}"
