@@ -73,7 +73,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
-    kopfcompat.tune(settings, config.shutdown_seconds)
+    watchdog: Watchdog | None = memo.get("watchdog")
+    if watchdog is None:  # under `kopf run`; the CLI brings its own, serving liveness
+        watchdog = memo.watchdog = Watchdog(config.stall_seconds, config.shutdown_seconds)
+        watchdog.start()
+    kopfcompat.tune(settings, config.shutdown_seconds, watchdog.is_stopping)
 
     metrics = Metrics()
     if config.metrics_port:
@@ -94,10 +98,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     controller.start()
     metrics.queue_gauges(lambda: len(controller.issuing), lambda: len(ctx.pending))
 
-    watchdog: Watchdog | None = memo.get("watchdog")
-    if watchdog is None:  # under `kopf run`; the CLI brings its own, serving liveness
-        watchdog = memo.watchdog = Watchdog(config.stall_seconds, config.shutdown_seconds)
-        watchdog.start()
     memo.heartbeat = asyncio.create_task(watchdog.heartbeat(), name="heartbeat")
     watchdog.watch("the controller", [*controller.tasks, memo.heartbeat])
     if not settings.peering.standalone and settings.peering.clusterwide and memo.get("identity"):

@@ -65,6 +65,10 @@ class Watchdog:
         with self._lock:
             self._watched.extend((name, task) for task in tasks)
 
+    def is_stopping(self) -> bool:
+        with self._lock:
+            return self._stopping_at is not None
+
     def stopping(self, why: str) -> None:
         """Shutdown began: from now on the process has ``shutdown_seconds`` to be gone."""
         with self._lock:

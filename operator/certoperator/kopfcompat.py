@@ -8,6 +8,9 @@ What kopf does by itself, and what is done about it here (docs/operator.md, "kop
   (1+1+2+3+5+8+13+21 s) and then escalates; for the peering keep-alive that is fatal: the whole
   operator shuts down. Here requests are retried for as long as the outage lasts
   (``RetryForever``), with the delay capped at a few seconds so recovery is seen quickly.
+  Once the shutdown has begun, a failing request is not retried: kopf retries 403 Forbidden
+  too, and after ``helm uninstall`` has removed the role its last peering write would otherwise
+  hold the exit until the shutdown budget ran out.
 - **Its shutdown can hang** (kopf 1.41.0 to at least 1.45.2): a watch request still retrying when
   its stop-future resolves is meant to be cancelled by a done-callback that calls
   ``asyncio.current_task()``, which is None in a callback (AssertionError, "Exception in callback
@@ -28,7 +31,7 @@ import asyncio
 import inspect
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kopf
@@ -41,14 +44,23 @@ KOPF_WORKERS = 100
 
 class RetryForever:
     """kopf's ``error_backoffs``: an iterable without a length is retried without end, and each
-    request iterates it afresh."""
+    request iterates it afresh. It ends once ``stopping()`` is true: kopf then makes one last
+    attempt and gives up."""
+
+    def __init__(self, stopping: Callable[[], bool] = lambda: False) -> None:
+        self.stopping = stopping
 
     def __iter__(self) -> Iterator[float]:
-        return itertools.chain(RETRY_DELAYS, itertools.repeat(MAX_RETRY_DELAY))
+        for delay in itertools.chain(RETRY_DELAYS, itertools.repeat(MAX_RETRY_DELAY)):
+            if self.stopping():
+                return
+            yield delay
 
 
-def tune(settings: kopf.OperatorSettings, shutdown_seconds: float) -> None:
-    settings.networking.error_backoffs = RetryForever()
+def tune(
+    settings: kopf.OperatorSettings, shutdown_seconds: float, stopping: Callable[[], bool]
+) -> None:
+    settings.networking.error_backoffs = RetryForever(stopping)
     settings.process.ultimate_exiting_timeout = shutdown_seconds
     # kopf runs one worker task per object with events, all at once: a restart at 10,000
     # objects was 10,000 tasks (and their bodies) in memory together. A bound keeps the watch

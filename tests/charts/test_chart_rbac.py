@@ -329,3 +329,35 @@ def test_removing_any_one_rule_breaks_the_scenario(
     assert f"{removed['resources'][0]}: {', '.join(removed['verbs'])}" == RULES[index]
     assert broke is not None, f"the scenario passed without {RULES[index]}:\n{log}"
     print(f"without {RULES[index]}: {broke}")
+
+
+def test_sigterm_after_helm_uninstall_removed_the_role_does_not_wait_out_the_budget(
+    helm, cluster, local_ca, kube_namespace, tmp_path
+):
+    """`helm uninstall` deletes the role and the Pod together: kopf's last peering write is then
+    refused (403), which kopf retries like an outage. The exit must not wait for the watchdog."""
+    release = install(helm, cluster, local_ca, kube_namespace, tmp_path)
+    try:
+        release.start_operator(local_ca, tmp_path)
+        peering = f"{release.name}-peering"
+        step("announced", lambda: (get(cluster, "clusterkopfpeering", peering) or {}).get("status"),
+             release)  # fmt: skip
+        account = find(release.manifest(), "ServiceAccount")["metadata"]["name"]
+        cluster.kubectl("delete", "clusterrolebinding", f"{release.name}-clientcert-operator")
+
+        def refused() -> bool:
+            answer = cluster.kubectl(
+                "auth", "can-i", "patch", "clusterkopfpeerings.kopf.dev",
+                f"--as=system:serviceaccount:{kube_namespace}:{account}", check=False,
+            )  # fmt: skip
+            return answer.stdout.strip() == "no"
+
+        step("the role's binding gone", refused, release)
+        assert release.proc is not None
+        release.proc.terminate()
+        code = release.proc.wait(60)
+        log = release.log.read_text()
+        assert "did not stop within" not in log, release.log_tail()
+        assert code == 0, release.log_tail()
+    finally:
+        uninstall(release)

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 from certoperator.health import Watchdog
+from certoperator.kopfcompat import MAX_RETRY_DELAY, RETRY_DELAYS, RetryForever
 from certoperator.kube import api_resource
 from certoperator.outage import Outage
 from certoperator.peering import dead_predecessors, identity
@@ -299,3 +300,17 @@ def test_whether_the_watch_has_shown_our_write(seen, written, shown):
     from certoperator.secrets import not_older
 
     assert not_older(seen, written) is shown
+
+
+def test_kopf_requests_are_retried_without_end_until_the_shutdown_begins():
+    watchdog = Watchdog(stall_seconds=60, shutdown_seconds=25)
+    delays = iter(RetryForever(watchdog.is_stopping))
+    seen = [next(delays) for _ in range(len(RETRY_DELAYS) + 50)]
+    assert seen[: len(RETRY_DELAYS)] == list(RETRY_DELAYS)
+    assert set(seen[len(RETRY_DELAYS) :]) == {MAX_RETRY_DELAY}
+
+    watchdog.stopping("SIGTERM")
+
+    # kopf makes the attempt it holds a delay for, then gives up: nothing holds the exit.
+    assert list(delays) == []
+    assert list(RetryForever(watchdog.is_stopping)) == []
