@@ -153,8 +153,8 @@ def test_a_pod_mounting_the_secret_sees_the_renewed_certificate(
     node, operator, pod_namespace, pod_ca, sidecar_on_node
 ):
     kube = node.kube
-    # Renewed 30 s after issuance: the CA gives exactly 1 day from the time of issuance.
-    pods.apply(kube, certificate("rotating", pod_namespace, lifetimeDays=1, renewBefore="86370s"))
+    # Renewed 15 s after issuance: the CA gives exactly 1 day from the time of issuance.
+    pods.apply(kube, certificate("rotating", pod_namespace, lifetimeDays=1, renewBefore="86385s"))
     wait_all_ready(kube, pod_namespace, ["rotating"], timeout=90)
     mount = {"name": "tls", "mountPath": "/tls", "readOnly": True}
     app = pods.pod(
