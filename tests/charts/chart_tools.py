@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,33 @@ STARTUP_SECONDS = 60.0
 
 def broken_step_seconds(slowest_full_role_step: float, ceiling: float) -> float:
     return min(ceiling, max(BROKEN_STEP_MIN_SECONDS, BROKEN_STEP_FACTOR * slowest_full_role_step))
+
+
+class ScenarioBroke(AssertionError):
+    """A step of an RBAC scenario did not happen in time, or the operator exited."""
+
+
+@dataclass
+class Steps:
+    """The steps of one RBAC scenario run against one operator process, each given ``seconds``;
+    the slowest is kept, to time the runs that must break."""
+
+    proc: subprocess.Popen
+    seconds: float
+    slowest: float = 0.0
+
+    def wait(self, what: str, predicate: Callable[[], Any]) -> Any:
+        """predicate()'s first truthy value; ScenarioBroke naming ``what`` otherwise."""
+        started = time.monotonic()
+        while time.monotonic() < started + self.seconds:
+            value = predicate()
+            if value:
+                self.slowest = max(self.slowest, time.monotonic() - started)
+                return value
+            if self.proc.poll() is not None:
+                raise ScenarioBroke(f"{what}: the operator exited {self.proc.returncode}")
+            time.sleep(0.2)
+        raise ScenarioBroke(f"{what}: not within {self.seconds:.3g} s")
 
 
 def wait_until_started(proc: subprocess.Popen, liveness_arg: str) -> None:

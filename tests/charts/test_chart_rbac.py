@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import yaml
 from chart_tools import (
     OPERATOR,
     Helm,
+    ScenarioBroke,
+    Steps,
     broken_step_seconds,
     default_ca_values,
     env_of,
@@ -52,10 +53,6 @@ def cluster(kube):
     return kube
 
 
-class ScenarioBroke(AssertionError):
-    pass
-
-
 @dataclass
 class Release:
     kube: object
@@ -65,7 +62,7 @@ class Release:
     log: Path
     proc: subprocess.Popen | None = None
     step_seconds: float = STEP_SECONDS
-    slowest_step: float = 0.0
+    steps: Steps | None = None
 
     def manifest(self) -> list[dict]:
         text = self.helm.run(
@@ -106,6 +103,7 @@ class Release:
                 [str(OPERATOR_BIN), *args], env=env, stdout=log, stderr=subprocess.STDOUT
             )
         wait_until_started(self.proc, next(a for a in args if a.startswith("--liveness=")))
+        self.steps = Steps(self.proc, self.step_seconds)
 
     def stop_operator(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -158,23 +156,11 @@ def uninstall(release: Release) -> None:
     )
 
 
-def step(name: str, predicate, release: Release):
-    started = time.monotonic()
-    deadline = started + release.step_seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            release.slowest_step = max(release.slowest_step, time.monotonic() - started)
-            return value
-        if release.proc.poll() is not None:
-            raise ScenarioBroke(f"{name}: the operator exited {release.proc.returncode}")
-        time.sleep(0.2)
-    raise ScenarioBroke(f"{name}: not within {release.step_seconds:.3g} s")
-
-
 def scenario(kube, release: Release) -> None:
     """Raises ScenarioBroke naming the first step that did not happen."""
     ns = release.namespace
+    assert release.steps is not None
+    step = release.steps.wait
     foreign = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -199,7 +185,7 @@ def scenario(kube, release: Release) -> None:
         obj = get(kube, "clientcertificate", "client", ns)
         return obj if condition(obj).get("status") == "True" else None
 
-    obj = step("Ready", ready, release)
+    obj = step("Ready", ready)
 
     def owned_secret():
         secret = get(kube, "secret", "client-tls", ns)
@@ -212,14 +198,14 @@ def scenario(kube, release: Release) -> None:
         leaf = x509.load_pem_x509_certificates(data["tls.crt"])[0]
         return secret if key_matches(leaf, load_private_key(data["tls.key"])) else None
 
-    first = step("the foreign Secret overwritten with an owned one", owned_secret, release)
+    first = step("the foreign Secret overwritten with an owned one", owned_secret)
 
     def issued_event():
         events = kube.get_json("events", "-n", ns, "--field-selector", "involvedObject.name=client")
         # Reissued: the foreign Secret was taken over.
         return any(e.get("reason") in ("Issued", "Reissued") for e in events["items"])
 
-    step("an Issued event", issued_event, release)
+    step("an Issued event", issued_event)
 
     cert["spec"]["secretTemplate"]["labels"]["stage"] = "two"
     kube.kubectl("apply", "-f", "-", input=json.dumps(cert))
@@ -230,10 +216,10 @@ def scenario(kube, release: Release) -> None:
         same_key = secret.get("data", {}).get("tls.key") == first["data"]["tls.key"]
         return labels.get("stage") == "two" and same_key
 
-    step("the secretTemplate change copied without re-issuing", relabelled, release)
+    step("the secretTemplate change copied without re-issuing", relabelled)
 
     kube.kubectl("delete", "secret", "client-tls", "-n", ns)
-    step("the deleted Secret re-created", owned_secret, release)
+    step("the deleted Secret re-created", owned_secret)
 
     # An object as earlier versions of the operator left it (with their finalizer): released.
     legacy = {
@@ -252,13 +238,13 @@ def scenario(kube, release: Release) -> None:
         found = get(kube, "clientcertificate", "legacy", ns) or {}
         return found and not found["metadata"].get("finalizers")
 
-    step("the finalizer an earlier version added removed", released, release)
+    step("the finalizer an earlier version added removed", released)
 
     def announced():
         peering = get(kube, "clusterkopfpeering", f"{release.name}-peering") or {}
         return bool(peering.get("status"))
 
-    step("the operator announced in its peering", announced, release)
+    step("the operator announced in its peering", announced)
 
 
 def run_scenario(
@@ -273,8 +259,8 @@ def run_scenario(
         try:
             scenario(kube, release)
         except ScenarioBroke as broke:
-            return removed, str(broke), release.log_tail(), release.slowest_step
-        return removed, None, release.log_tail(), release.slowest_step
+            return removed, str(broke), release.log_tail(), release.steps.slowest
+        return removed, None, release.log_tail(), release.steps.slowest
     finally:
         uninstall(release)
 
@@ -340,8 +326,9 @@ def test_sigterm_after_helm_uninstall_removed_the_role_does_not_wait_out_the_bud
     try:
         release.start_operator(local_ca, tmp_path)
         peering = f"{release.name}-peering"
-        step("announced", lambda: (get(cluster, "clusterkopfpeering", peering) or {}).get("status"),
-             release)  # fmt: skip
+        assert release.steps is not None
+        step = release.steps.wait
+        step("announced", lambda: (get(cluster, "clusterkopfpeering", peering) or {}).get("status"))
         account = find(release.manifest(), "ServiceAccount")["metadata"]["name"]
         cluster.kubectl("delete", "clusterrolebinding", f"{release.name}-clientcert-operator")
 
@@ -352,7 +339,7 @@ def test_sigterm_after_helm_uninstall_removed_the_role_does_not_wait_out_the_bud
             )  # fmt: skip
             return answer.stdout.strip() == "no"
 
-        step("the role's binding gone", refused, release)
+        step("the role's binding gone", refused)
         assert release.proc is not None
         release.proc.terminate()
         code = release.proc.wait(60)

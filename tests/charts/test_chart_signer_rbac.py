@@ -14,7 +14,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import yaml
 from chart_tools import (
     OPERATOR,
     Helm,
+    ScenarioBroke,
+    Steps,
     broken_step_seconds,
     default_ca_values,
     env_of,
@@ -58,10 +59,6 @@ RULES = [
     "clustertrustbundles: create",
     "clustertrustbundles: get, update",
 ]
-
-
-class ScenarioBroke(AssertionError):
-    pass
 
 
 def rule_label(rule: dict) -> str:
@@ -196,20 +193,8 @@ def run_scenario(
             [str(OPERATOR_BIN), *args], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     wait_until_started(proc, next(a for a in args if a.startswith("--liveness=")))
-    slowest = 0.0
-
-    def step(what, predicate):
-        nonlocal slowest
-        started = time.monotonic()
-        while time.monotonic() < started + step_seconds:
-            value = predicate()
-            if value:
-                slowest = max(slowest, time.monotonic() - started)
-                return value
-            if proc.poll() is not None:
-                raise ScenarioBroke(f"{what}: the operator exited {proc.returncode}")
-            time.sleep(0.2)
-        raise ScenarioBroke(f"{what}: not within {step_seconds:.3g} s")
+    steps = Steps(proc, step_seconds)
+    step = steps.wait
 
     def configmap(ns):
         found = kube.kubectl("get", "configmap", "clientcert-ca-bundle", "-n", ns, "-o", "json",
@@ -237,10 +222,10 @@ def run_scenario(
         made.append(second)
         step("signed for the second signer", lambda: signed(kube.get_json("csr", second)))
         step("its out-of-date ClusterTrustBundle updated", lambda: ctb(ca2) == bundle)
-        return None, "", slowest
+        return None, "", steps.slowest
     except ScenarioBroke as broke:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-12:])
-        return str(broke), tail, slowest
+        return str(broke), tail, steps.slowest
     finally:
         if proc.poll() is None:
             proc.terminate()

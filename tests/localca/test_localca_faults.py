@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -97,8 +98,6 @@ def test_a_delay_still_issues_when_the_client_waits(ca):
 
 
 def test_clearing_faults_ends_a_delay_in_progress_and_running_counts_it(ca):
-    import threading
-
     ca.inject("delay", seconds=300)
     answers: list[dict] = []
     caller = threading.Thread(

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from kubelocal.procs import dies_with_this_process
+from kubelocal.procs import dies_with_this_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FUNCTION_NAME = "serverless-tls-cert-dev"
@@ -238,11 +238,8 @@ class LocalCA:
     def wait_until_idle(self, timeout: float = 30.0) -> None:
         """Wait for invocations still running (a client gave up on them, the CA did not): one
         answering during the next test would be counted there."""
-        deadline = time.monotonic() + timeout
-        while self.stats()["running"]:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the local CA is still running invocations after {timeout} s")
-            time.sleep(0.02)
+        wait_for(lambda: self.stats()["running"] == 0, timeout, 0.02,
+                 "the local CA's running invocations to end", ignore=())  # fmt: skip
 
     def stats(self) -> dict[str, int]:
         return self._admin("GET", "stats")
